@@ -1,0 +1,173 @@
+//! The real `floe-api` binary on its embedded PostgreSQL: serve, Ctrl-C, serve again.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use floe_engine::testing::wait_for_status;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use sqlx::{Connection, PgConnection};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn start_api(dir: &Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_floe-api"))
+        .args(["--with-worker", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--embedded-dir")
+        .arg(dir)
+        .env_remove("DATABASE_URL")
+        .env("FLOE__LOG__FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn floe-api")
+}
+
+/// The URL of the embedded cluster in `dir`, from the files it keeps there.
+fn embedded_url(dir: &Path) -> String {
+    let port = std::fs::read_to_string(dir.join("port")).expect("port file");
+    let password = std::fs::read_to_string(dir.join("password")).expect("password file");
+    format!(
+        "postgres://floe:{}@127.0.0.1:{}/floe",
+        password.trim(),
+        port.trim()
+    )
+}
+
+fn postmaster_pid(dir: &Path) -> i32 {
+    let text = std::fs::read_to_string(dir.join("data/postmaster.pid")).expect("postmaster.pid");
+    text.lines()
+        .next()
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid")
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
+}
+
+/// Ctrl-C, as a terminal sends it; returns the process's log lines.
+fn interrupt(mut child: Child) -> Vec<String> {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT");
+    let stderr = child.stderr.take().expect("stderr");
+    let lines: Vec<String> = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    let status = child.wait().expect("wait");
+    assert!(
+        status.success(),
+        "floe-api exited with {status}; log:\n{}",
+        lines.join("\n")
+    );
+    lines
+}
+
+#[tokio::test]
+async fn serves_ready_stops_cleanly_on_ctrl_c_and_finds_its_data_again() {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dir = root.path().join("postgres");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+
+    let api = start_api(&dir, port);
+    assert!(
+        wait_for_status(&addr, "/readyz", 200, Duration::from_secs(90)).await,
+        "first run never ready"
+    );
+    let mut conn = PgConnection::connect(&embedded_url(&dir))
+        .await
+        .expect("connect");
+    sqlx::raw_sql("CREATE TABLE note (body text); INSERT INTO note VALUES ('kept')")
+        .execute(&mut conn)
+        .await
+        .expect("write");
+    conn.close().await.expect("close");
+    let server = postmaster_pid(&dir);
+    let log = interrupt(api);
+    assert!(
+        !alive(server),
+        "PostgreSQL {server} still running after Ctrl-C"
+    );
+
+    // Request logs are JSON lines carrying method, path, status and latency.
+    let request = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["span"]["path"] == "/readyz" && v.get("latency_ms").is_some())
+        .unwrap_or_else(|| panic!("no request log line in:\n{}", log.join("\n")));
+    assert_eq!(request["span"]["method"], "GET");
+    assert_eq!(request["status"], 200);
+
+    let api = start_api(&dir, port);
+    assert!(
+        wait_for_status(&addr, "/readyz", 200, Duration::from_secs(90)).await,
+        "second run never ready"
+    );
+    let mut conn = PgConnection::connect(&embedded_url(&dir))
+        .await
+        .expect("connect");
+    let body: String = sqlx::query_scalar("SELECT body FROM note")
+        .fetch_one(&mut conn)
+        .await
+        .expect("read");
+    assert_eq!(body, "kept", "the second run uses the first run's data");
+    conn.close().await.expect("close");
+    let server = postmaster_pid(&dir);
+    interrupt(api);
+    assert!(
+        !alive(server),
+        "PostgreSQL {server} still running after the second Ctrl-C"
+    );
+}
+
+#[test]
+fn help_lists_every_setting_with_its_environment_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_floe-api"))
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "DATABASE_URL",
+        "FLOE__DATABASE__MAX_CONNECTIONS",
+        "FLOE__DATABASE__EMBEDDED_DIR",
+        "FLOE__DATABASE__PG_BINDIR",
+        "FLOE__HTTP__LISTEN",
+        "FLOE__HTTP__STATIC_DIR",
+        "FLOE__HTTP__BODY_LIMIT",
+        "FLOE__LOG__FORMAT",
+        "FLOE__LOG__FILTER",
+        "FLOE__API__WITH_WORKER",
+    ] {
+        assert!(help.contains(var), "--help does not mention {var}:\n{help}");
+    }
+}
+
+#[test]
+fn an_unusable_setting_is_a_clear_error_not_a_crash() {
+    let out = Command::new(env!("CARGO_BIN_EXE_floe-api"))
+        .args(["--listen", "not-an-address"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "clap's usage error code");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
+}

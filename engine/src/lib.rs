@@ -1,0 +1,24 @@
+//! floe's engine: what the API and the workers share.
+//!
+//! # Layout
+//!
+//! | module       | responsibility                                                        |
+//! |--------------|-----------------------------------------------------------------------|
+//! | [`settings`] | typed settings (flags, `FLOE__*` environment, defaults) per area      |
+//! | [`telemetry`]| logging: `tracing`, human-readable or JSON                            |
+//! | [`embedded`] | the private PostgreSQL cluster used when no `DATABASE_URL` is given   |
+//! | [`db`]       | connecting, creating the database, migrations, readiness              |
+//! | [`health`]   | the `/healthz` and `/readyz` probes every process serves              |
+//! | [`launch`]   | the start-up sequence every binary shares                             |
+//! | [`shutdown`] | the SIGINT/SIGTERM signal long-running loops stop on                  |
+//! | `testing`    | helpers for floe's own tests (feature `testing`)                      |
+
+pub mod db;
+pub mod embedded;
+pub mod health;
+pub mod launch;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
