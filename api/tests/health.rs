@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use floe_api::settings::HttpSettings;
 use floe_engine::db;
-use floe_engine::embedded::{EmbeddedPostgres, Options};
+use floe_pg::{EmbeddedPostgres, Options};
 use serde_json::Value;
 use sqlx::PgPool;
 use tower::ServiceExt;

@@ -1,15 +1,29 @@
 //! Connecting to PostgreSQL, migrating, and telling whether the database is ready.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Connection;
-use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
 
 /// floe's schema migrations, embedded from the workspace's `migrations/`.
-pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+///
+/// Their bookkeeping table lives in floe's schema, qualified: left to the
+/// search path, `_sqlx_migrations` would land in whichever schema comes first
+/// — and when the role is named `floe`, `"$user"` *is* floe's schema once the
+/// first migration creates it, so a later process would find an empty table
+/// and apply everything again.
+pub static MIGRATOR: Migrator = Migrator {
+    table_name: Cow::Borrowed(MIGRATIONS_TABLE),
+    create_schemas: Cow::Borrowed(&[Cow::Borrowed("floe")]),
+    ..sqlx::migrate!("../migrations")
+};
+
+/// Where applied migrations are recorded.
+pub const MIGRATIONS_TABLE: &str = "floe._sqlx_migrations";
 
 /// Database errors of the startup path.
 #[derive(Debug, thiserror::Error)]
@@ -90,19 +104,7 @@ pub async fn connect(
 
 /// Creates the database named in `url` when it does not exist yet.
 pub async fn ensure_database(url: &SecretString) -> Result<(), Error> {
-    let url = url.expose_secret();
-    if !Postgres::database_exists(url)
-        .await
-        .map_err(Error::Create)?
-    {
-        match Postgres::create_database(url).await {
-            Ok(()) => tracing::info!("created the database"),
-            // Someone else created it in the meantime: that is what we wanted.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
-            Err(e) => return Err(Error::Create(e)),
-        }
-    }
-    Ok(())
+    floe_pg::ensure_database(url).await.map_err(Error::Create)
 }
 
 /// Applies this build's pending migrations. Many processes may call this at
@@ -118,13 +120,16 @@ pub async fn migrate(pool: &PgPool) -> Result<(), Error> {
 pub async fn readiness(pool: &PgPool, timeout: Duration) -> Result<usize, NotReady> {
     let applied: Vec<i64> = tokio::time::timeout(
         timeout,
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool),
+        sqlx::query_scalar("SELECT version FROM floe._sqlx_migrations WHERE success")
+            .fetch_all(pool),
     )
     .await
     .map_err(|_| NotReady::Unreachable(format!("no answer within {timeout:?}")))?
     .or_else(|e| match &e {
-        // The table does not exist: nothing is applied.
-        sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => Ok(Vec::new()),
+        // No table (42P01) or no schema (3F000) yet: nothing is applied.
+        sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("42P01" | "3F000")) => {
+            Ok(Vec::new())
+        }
         _ => Err(NotReady::Unreachable(e.to_string())),
     })?;
     let expected: Vec<i64> = MIGRATOR

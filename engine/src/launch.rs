@@ -9,11 +9,8 @@ use sqlx::PgPool;
 
 use crate::db;
 
-use crate::embedded::{self, EmbeddedPostgres};
 use crate::settings::DatabaseSettings;
-
-/// The database floe's own tables live in, inside the embedded cluster.
-pub const EMBEDDED_DATABASE: &str = "floe";
+use floe_pg::EmbeddedPostgres;
 
 /// Runs `app` with the database URL to use: the configured one, or one into
 /// floe's embedded cluster, which is started first and stopped after `app`
@@ -29,14 +26,14 @@ where
     let embedded = match &settings.url {
         Some(_) => None,
         None => {
-            let mut options = embedded::Options::persistent(&settings.embedded_dir);
+            let mut options = floe_pg::Options::persistent(&settings.embedded_dir);
             options.bindir.clone_from(&settings.pg_bindir);
             Some(EmbeddedPostgres::start(&options)?)
         }
     };
     let url = match (&settings.url, &embedded) {
         (Some(url), _) => url.clone(),
-        (None, Some(pg)) => pg.url(EMBEDDED_DATABASE),
+        (None, Some(pg)) => pg.url(floe_pg::DATABASE),
         (None, None) => unreachable!("an embedded cluster is started when no URL is set"),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

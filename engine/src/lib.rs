@@ -6,17 +6,18 @@
 //! |--------------|-----------------------------------------------------------------------|
 //! | [`settings`] | typed settings (flags, `FLOE__*` environment, defaults) per area      |
 //! | [`telemetry`]| logging: `tracing`, human-readable or JSON                            |
-//! | [`embedded`] | the private PostgreSQL cluster used when no `DATABASE_URL` is given   |
 //! | [`db`]       | connecting, creating the database, migrations, readiness              |
+//! | [`queue`]    | the job queue: `floe.jobs`, its SQL, backoff, LISTEN wake-ups         |
 //! | [`health`]   | the `/healthz` and `/readyz` probes every process serves              |
-//! | [`launch`]   | the start-up sequence every binary shares                             |
+//! | [`launch`]   | the start-up sequence every binary shares (the embedded PostgreSQL,  |
+//! |              | crate `floe-pg`, when no `DATABASE_URL` is given)                     |
 //! | [`shutdown`] | the SIGINT/SIGTERM signal long-running loops stop on                  |
 //! | `testing`    | helpers for floe's own tests (feature `testing`)                      |
 
 pub mod db;
-pub mod embedded;
 pub mod health;
 pub mod launch;
+pub mod queue;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

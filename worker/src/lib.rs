@@ -2,13 +2,21 @@
 //!
 //! # Layout
 //!
-//! | module       | responsibility                                                  |
-//! |--------------|-----------------------------------------------------------------|
-//! | [`settings`] | the worker's command line and environment                       |
-//! | [`startup`]  | building and running a worker over a pool, until shutdown       |
+//! | module          | responsibility                                                     |
+//! |-----------------|--------------------------------------------------------------------|
+//! | [`settings`]    | the worker's command line and environment                          |
+//! | [`startup`]     | building and running a worker over a pool, until shutdown          |
+//! | [`handlers`]    | what it runs: handlers by job kind, their errors, timeouts, backoff |
+//! | [`backend`]     | floe's queue as an apalis backend: batched claims, acknowledgement |
+//! | [`runtime`]     | shared state; the batched completer and the lease heartbeat        |
+//! | [`maintenance`] | the promoter (scheduled → available) and the lease rescuer         |
 //!
 //! The same [`startup::Worker`] runs inside the API process (`floe-api
 //! --with-worker`) and on its own (`floe-worker`).
 
+pub mod backend;
+pub mod handlers;
+pub mod maintenance;
+pub mod runtime;
 pub mod settings;
 pub mod startup;

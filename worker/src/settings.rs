@@ -1,6 +1,7 @@
 //! The worker's command line: `floe-worker [run|migrate]`.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use floe_engine::settings::{DatabaseSettings, LogSettings};
@@ -34,11 +35,109 @@ pub enum Command {
 }
 
 /// Settings of a worker process.
-#[derive(Args, Clone, Debug, Default)]
+#[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "Worker")]
 pub struct WorkerSettings {
     /// Address to serve /healthz and /readyz on (for container health checks);
     /// none when absent.
     #[arg(long = "health-listen", env = "FLOE__WORKER__HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+
+    /// Queues to claim from, comma-separated.
+    #[arg(
+        long = "queues",
+        env = "FLOE__WORKER__QUEUES",
+        value_delimiter = ',',
+        default_value = "default"
+    )]
+    pub queues: Vec<String>,
+
+    /// Jobs run at once, per queue.
+    #[arg(
+        long = "concurrency",
+        env = "FLOE__WORKER__CONCURRENCY",
+        default_value_t = 16
+    )]
+    pub concurrency: usize,
+
+    /// Jobs claimed ahead of free slots, per queue, so that a finished job is
+    /// followed at once by the next (0 claims only for free slots).
+    #[arg(
+        long = "prefetch",
+        env = "FLOE__WORKER__PREFETCH",
+        default_value_t = 64
+    )]
+    pub prefetch: usize,
+
+    /// Most jobs taken in one claim.
+    #[arg(
+        long = "claim-batch",
+        env = "FLOE__WORKER__CLAIM_BATCH",
+        default_value_t = 100
+    )]
+    pub claim_batch: usize,
+
+    /// Lease length in milliseconds: a worker that stops heartbeating loses
+    /// its jobs to others this long after its last heartbeat.
+    #[arg(
+        long = "lease-ms",
+        env = "FLOE__WORKER__LEASE_MS",
+        default_value_t = 30_000
+    )]
+    pub lease_ms: u64,
+
+    /// Fallback poll in milliseconds, for notifications lost while the
+    /// LISTEN connection was down.
+    #[arg(
+        long = "poll-ms",
+        env = "FLOE__WORKER__POLL_MS",
+        default_value_t = 5_000
+    )]
+    pub poll_ms: u64,
+
+    /// Time running jobs get to finish on shutdown, in milliseconds; jobs
+    /// still running then are released for other workers.
+    #[arg(
+        long = "shutdown-timeout-ms",
+        env = "FLOE__WORKER__SHUTDOWN_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            health_listen: None,
+            queues: vec![floe_engine::queue::DEFAULT_QUEUE.to_owned()],
+            concurrency: 16,
+            prefetch: 64,
+            claim_batch: 100,
+            lease_ms: 30_000,
+            poll_ms: 5_000,
+            shutdown_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// The lease length.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms.max(100))
+    }
+
+    /// How often leases are extended: three times per lease.
+    pub fn heartbeat(&self) -> Duration {
+        self.lease() / 3
+    }
+
+    /// The fallback poll interval.
+    pub fn poll(&self) -> Duration {
+        Duration::from_millis(self.poll_ms.max(10))
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
 }

@@ -2,25 +2,50 @@
 
 use std::future::Future;
 
+use apalis::layers::WorkerBuilderExt;
+use apalis::prelude::WorkerBuilder;
+use apalis_core::error::WorkerError;
+use apalis_core::worker::ext::parallelize::ParallelizeExt;
+use floe_engine::queue::listener;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
+use crate::backend::{self, Dispatch, PgBackend};
+use crate::handlers::{self, Handler, Registry};
+use crate::maintenance;
+use crate::runtime::{self, Shared};
 use crate::settings::WorkerSettings;
 
 /// A worker bound to a database.
 pub struct Worker {
     pool: PgPool,
+    settings: WorkerSettings,
+    registry: Registry,
     health: Option<TcpListener>,
 }
 
 impl Worker {
-    /// Prepares a worker; binds its health listener when one is configured.
+    /// Prepares a worker with the built-in handlers; binds its health
+    /// listener when one is configured.
     pub async fn build(settings: &WorkerSettings, pool: PgPool) -> std::io::Result<Self> {
         let health = match settings.health_listen {
             Some(addr) => Some(TcpListener::bind(addr).await?),
             None => None,
         };
-        Ok(Self { pool, health })
+        Ok(Self {
+            pool,
+            settings: settings.clone(),
+            registry: handlers::builtin(),
+            health,
+        })
+    }
+
+    /// Adds a handler for `kind`.
+    pub fn register(mut self, kind: impl Into<String>, handler: Handler) -> Self {
+        self.registry.register(kind, handler);
+        self
     }
 
     /// The port of the health listener, when there is one.
@@ -31,24 +56,99 @@ impl Worker {
             .map(|a| a.port())
     }
 
-    /// Runs until `shutdown` resolves.
-    ///
-    /// No job kinds are registered yet: the queue arrives with the next
-    /// milestone, so for now a worker connects, serves its probes and waits.
+    /// Runs until `shutdown` resolves, then stops claiming, gives running
+    /// jobs the shutdown timeout to finish, releases what it claimed but did
+    /// not finish, and writes every outcome before returning.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        tracing::info!("worker started (no job kinds registered yet)");
-        match self.health {
-            Some(listener) => {
-                tracing::info!(addr = %listener.local_addr()?, "worker health probes listening");
-                axum::serve(listener, floe_engine::health::router(self.pool))
+    ) -> anyhow::Result<()> {
+        let settings = self.settings.clone();
+        let (stop_tx, stop) = watch::channel(false);
+        let (wakers, _wakeups) = listener::channels();
+        let (shared, outcomes) = Shared::new(
+            self.pool.clone(),
+            settings.clone(),
+            self.registry,
+            wakers.clone(),
+        );
+        tracing::info!(owner = %shared.owner, queues = ?settings.queues, kinds = ?shared.registry.kinds(),
+            concurrency = settings.concurrency, "worker started");
+
+        let mut services = JoinSet::new();
+        services.spawn(listener::run(self.pool.clone(), wakers, stop.clone()));
+        services.spawn(runtime::run_heartbeat(shared.clone(), stop.clone()));
+        services.spawn(maintenance::run_promoter(shared.clone(), stop.clone()));
+        services.spawn(maintenance::run_rescuer(shared.clone(), stop.clone()));
+        if let Some(listener) = self.health {
+            let router = floe_engine::health::router(self.pool.clone());
+            let mut stop = stop.clone();
+            services.spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, router)
                     .with_graceful_shutdown(shutdown)
-                    .await?;
-            }
-            None => shutdown.await,
+                    .await
+                {
+                    tracing::warn!(error = %e, "health listener failed");
+                }
+            });
         }
+        let (completer_stop_tx, completer_stop) = watch::channel(false);
+        let completer = tokio::spawn(runtime::run_completer(
+            shared.clone(),
+            outcomes,
+            completer_stop,
+        ));
+
+        let mut workers = JoinSet::new();
+        for queue in &settings.queues {
+            let backend = PgBackend::new(shared.clone(), queue.clone(), stop.clone());
+            let worker = WorkerBuilder::new(format!("{}/{queue}", shared.owner))
+                .backend(backend)
+                .concurrency(settings.concurrency.max(1))
+                .parallelize(tokio::spawn)
+                .build(Dispatch::new(shared.clone()));
+            let mut stop = stop.clone();
+            workers.spawn(worker.run_until(async move {
+                let _ = stop.wait_for(|s| *s).await;
+                Ok::<(), WorkerError>(())
+            }));
+        }
+
+        shutdown.await;
+        tracing::info!(
+            timeout_ms = settings.shutdown_timeout_ms,
+            "stopping: no new claims; waiting for running jobs"
+        );
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(settings.shutdown_timeout(), async {
+            while let Some(result) = workers.join_next().await {
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "worker ended with an error"),
+                    Err(e) => tracing::warn!(error = %e, "worker task failed"),
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            workers.abort_all();
+            tracing::warn!("shutdown timeout: abandoning running jobs");
+        }
+        // Write every outcome that is in, then give back whatever is still
+        // held (claimed and unfinished, or abandoned by the timeout).
+        let _ = completer_stop_tx.send(true);
+        if let Err(e) = completer.await {
+            tracing::warn!(error = %e, "completer failed");
+        }
+        let held = shared.held();
+        if !held.is_empty() {
+            backend::release(&shared, &held).await;
+        }
+        services.shutdown().await;
+        drop(shared);
         tracing::info!("worker stopped");
         Ok(())
     }

@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 use sqlx::PgPool;
 
 async fn applied(pool: &PgPool) -> (i64, i64) {
-    sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE success) FROM _sqlx_migrations")
+    sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE success) FROM floe._sqlx_migrations")
         .fetch_one(pool)
         .await
         .expect("count migrations")

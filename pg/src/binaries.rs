@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::Error;
+use crate::Error;
 
 /// The folder holding `postgres` and `initdb`: `explicit` when given, else the
 /// first of PATH, `pg_config --bindir`, and Debian's `/usr/lib/postgresql/<v>/bin`

@@ -1,4 +1,5 @@
-//! A private PostgreSQL cluster started from the machine's own server binaries.
+//! floe's embedded PostgreSQL: a private cluster started from the machine's
+//! own server binaries.
 //!
 //! This is what makes `./scripts/run` work with no configuration: without a
 //! `DATABASE_URL`, floe keeps a cluster of its own in a folder (by default
@@ -48,6 +49,9 @@ pub use account::Account;
 
 /// Name of the role floe uses in its embedded cluster (also its superuser).
 pub const ROLE: &str = "floe";
+
+/// The database floe's own tables live in, inside the embedded cluster.
+pub const DATABASE: &str = "floe";
 
 /// How long a start may take before it is reported as failed.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -609,4 +613,19 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
             _ => return None,
         }
     }
+}
+
+/// Creates the database named in `url` when it does not exist yet.
+pub async fn ensure_database(url: &SecretString) -> Result<(), sqlx::Error> {
+    use sqlx::migrate::MigrateDatabase;
+    let url = url.expose_secret();
+    if !sqlx::Postgres::database_exists(url).await? {
+        match sqlx::Postgres::create_database(url).await {
+            Ok(()) => tracing::info!("created the database"),
+            // Someone else created it in the meantime: that is what we wanted.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

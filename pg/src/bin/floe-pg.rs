@@ -10,8 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use floe_engine::embedded::{EmbeddedPostgres, Options};
-use floe_engine::settings::LogSettings;
+use floe_pg::{EmbeddedPostgres, Options};
 use secrecy::ExposeSecret;
 
 /// floe's embedded PostgreSQL cluster.
@@ -31,8 +30,6 @@ struct Cli {
     /// Folder holding `postgres` and `initdb`.
     #[arg(long = "pg-bindir", env = "FLOE__DATABASE__PG_BINDIR", global = true)]
     bindir: Option<PathBuf>,
-    #[command(flatten)]
-    log: LogSettings,
 }
 
 #[derive(Subcommand, Debug)]
@@ -55,7 +52,13 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    floe_engine::telemetry::init(&cli.log);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -86,10 +89,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()?;
     let code = match cli.command {
         Cmd::Serve => {
-            let url = pg.url(floe_engine::launch::EMBEDDED_DATABASE);
+            let url = pg.url(floe_pg::DATABASE);
             runtime.block_on(async {
-                let stop = floe_engine::shutdown::signal();
-                floe_engine::db::ensure_database(&url).await?;
+                let stop = stop_signal()?;
+                floe_pg::ensure_database(&url).await?;
                 println!("DATABASE_URL={}", url.expose_secret());
                 stop.await;
                 anyhow::Ok(())
@@ -101,7 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let url = pg.url(&database);
             runtime.block_on(async {
-                floe_engine::db::ensure_database(&url).await?;
+                floe_pg::ensure_database(&url).await?;
                 exec(&command, url.expose_secret()).await
             })?
         }
@@ -135,5 +138,18 @@ async fn exec(command: &[String], url: &str) -> anyhow::Result<ExitCode> {
         Some(0) => ExitCode::SUCCESS,
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         None => ExitCode::from(1),
+    })
+}
+
+/// Listens for SIGINT and SIGTERM from now on; resolves on the first.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
     })
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use nix::unistd::{Gid, Uid, User};
 
-use super::Error;
+use crate::Error;
 
 /// The user the server processes run as.
 #[derive(Clone, Debug)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use floe_engine::embedded::{EmbeddedPostgres, Error, Options};
+use floe_pg::{EmbeddedPostgres, Error, Options};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use secrecy::ExposeSecret;
@@ -239,7 +239,7 @@ fn a_server_left_running_by_a_dead_owner_is_stopped_before_a_new_start() {
 
     // A server on that folder with no floe process owning it, as a crashed
     // owner on a system without PDEATHSIG would leave behind.
-    let account = floe_engine::embedded::Account::choose().expect("account");
+    let account = floe_pg::Account::choose().expect("account");
     let bindir = String::from_utf8(
         Command::new("pg_config")
             .arg("--bindir")

@@ -1,0 +1,419 @@
+//! Every SQL statement on `floe.jobs`. Callers pass a pool, a connection or a
+//! transaction (`impl PgExecutor`), so enqueueing can be part of the caller's
+//! own transaction: the transactional outbox the workflow layer relies on.
+//!
+//! Wake-ups: inserts NOTIFY through a statement-level trigger (one NOTIFY per
+//! statement and queue, never per job); the statements here that make jobs
+//! claimable again (promote, rescue, release, retry) NOTIFY the same way.
+
+use std::time::Duration;
+
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+
+use super::{ClaimedJob, Enqueued, JobRecord, JobState, Lease, NewJob};
+
+/// Milliseconds in a duration, for SQL intervals.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Enqueues one job. With a unique key that a waiting job already holds,
+/// nothing is inserted and [`Enqueued::Duplicate`] says so.
+pub async fn enqueue(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx::Result<Enqueued> {
+    let row = sqlx::query!(
+        r#"
+        WITH ins AS (
+            INSERT INTO floe.jobs (queue, kind, payload, priority, run_at, state, max_attempts, unique_key)
+            SELECT $1, $2, $3, $4, r, CASE WHEN r <= now() THEN 'available' ELSE 'scheduled' END::floe.job_state, $6, $7
+              FROM (SELECT coalesce($5, now()) AS r) t
+            ON CONFLICT (queue, kind, unique_key)
+               WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'available')
+            DO NOTHING
+            RETURNING id
+        )
+        SELECT id AS "id?", true AS "inserted!" FROM ins
+        UNION ALL
+        SELECT j.id, false FROM floe.jobs j
+         WHERE NOT EXISTS (SELECT 1 FROM ins)
+           AND j.queue = $1 AND j.kind = $2 AND j.unique_key = $7
+           AND j.state IN ('scheduled', 'available')
+        "#,
+        job.queue,
+        job.kind,
+        job.payload,
+        job.priority,
+        job.run_at,
+        job.max_attempts,
+        job.unique_key,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(match row {
+        Some(r) if r.inserted => Enqueued::New(r.id.unwrap_or_default()),
+        Some(r) => Enqueued::Duplicate(r.id),
+        // The conflicting job committed after this statement's snapshot.
+        None => Enqueued::Duplicate(None),
+    })
+}
+
+/// Enqueues many jobs in one statement; returns how many were inserted
+/// (duplicates of waiting unique keys are skipped).
+pub async fn enqueue_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> sqlx::Result<u64> {
+    let mut queues = Vec::with_capacity(jobs.len());
+    let mut kinds = Vec::with_capacity(jobs.len());
+    let mut payloads = Vec::with_capacity(jobs.len());
+    let mut priorities = Vec::with_capacity(jobs.len());
+    let mut run_ats: Vec<Option<OffsetDateTime>> = Vec::with_capacity(jobs.len());
+    let mut max_attempts = Vec::with_capacity(jobs.len());
+    let mut unique_keys: Vec<Option<String>> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        queues.push(job.queue.clone());
+        kinds.push(job.kind.clone());
+        payloads.push(job.payload.clone());
+        priorities.push(job.priority);
+        run_ats.push(job.run_at);
+        max_attempts.push(job.max_attempts);
+        unique_keys.push(job.unique_key.clone());
+    }
+    let result = sqlx::query!(
+        r#"
+        INSERT INTO floe.jobs (queue, kind, payload, priority, run_at, state, max_attempts, unique_key)
+        SELECT q, k, p, pr, r, CASE WHEN r <= now() THEN 'available' ELSE 'scheduled' END::floe.job_state, m, u
+          FROM (SELECT q, k, p, pr, coalesce(r, now()) AS r, m, u
+                  FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int2[], $5::timestamptz[], $6::int4[], $7::text[])
+                       AS t(q, k, p, pr, r, m, u)) t
+        ON CONFLICT (queue, kind, unique_key)
+           WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'available')
+        DO NOTHING
+        "#,
+        &queues,
+        &kinds,
+        &payloads,
+        &priorities,
+        &run_ats as &[Option<OffsetDateTime>],
+        &max_attempts,
+        &unique_keys as &[Option<String>],
+    )
+    .execute(db)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Claims up to `limit` due jobs of `kinds` on `queue` for `owner`, leased for
+/// `lease`, highest priority (lowest number) and oldest first. Jobs locked by
+/// a concurrent claim are skipped, never waited for.
+pub async fn claim(
+    db: impl PgExecutor<'_>,
+    queue: &str,
+    kinds: &[String],
+    owner: &str,
+    limit: i64,
+    lease: Duration,
+) -> sqlx::Result<Vec<ClaimedJob>> {
+    let rows = sqlx::query!(
+        r#"
+        WITH picked AS (
+            SELECT id FROM floe.jobs
+             WHERE state = 'available' AND queue = $1 AND kind = ANY($2)
+             ORDER BY priority, run_at, id
+             LIMIT $3
+             FOR UPDATE SKIP LOCKED
+        )
+        UPDATE floe.jobs j
+           SET state = 'running',
+               attempts = j.attempts + 1,
+               unique_key = NULL,
+               lease_owner = $4,
+               lease_token = nextval('floe.job_lease_tokens'),
+               lease_expires_at = now() + $5 * interval '1 millisecond',
+               attempted_at = now()
+          FROM picked
+         WHERE j.id = picked.id
+        RETURNING j.id, j.queue, j.kind, j.payload, j.priority, j.attempts, j.max_attempts,
+                  j.lease_token AS "lease_token!", j.run_at, j.created_at
+        "#,
+        queue,
+        kinds,
+        limit,
+        owner,
+        millis(lease) as f64,
+    )
+    .fetch_all(db)
+    .await?;
+    let mut jobs: Vec<ClaimedJob> = rows
+        .into_iter()
+        .map(|r| ClaimedJob {
+            id: r.id,
+            queue: r.queue,
+            kind: r.kind,
+            payload: r.payload,
+            priority: r.priority,
+            attempt: r.attempts,
+            max_attempts: r.max_attempts,
+            lease_token: r.lease_token,
+            run_at: r.run_at,
+            created_at: r.created_at,
+        })
+        .collect();
+    // UPDATE ... RETURNING does not keep the picking order.
+    jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
+    Ok(jobs)
+}
+
+fn split(leases: &[Lease]) -> (Vec<i64>, Vec<i64>) {
+    leases.iter().map(|l| (l.id, l.token)).unzip()
+}
+
+/// Completes jobs: deletes each one whose lease is still the one given.
+/// Returns the ids completed; the others' leases had been lost (expired and
+/// rescued, maybe claimed again), so their completion is refused.
+pub async fn complete(db: impl PgExecutor<'_>, leases: &[Lease]) -> sqlx::Result<Vec<i64>> {
+    let (ids, tokens) = split(leases);
+    sqlx::query_scalar!(
+        r#"
+        DELETE FROM floe.jobs j
+         USING unnest($1::int8[], $2::int8[]) AS c(id, token)
+         WHERE j.id = c.id AND j.lease_token = c.token AND j.state = 'running'
+        RETURNING j.id
+        "#,
+        &ids,
+        &tokens,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// What became of a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failed {
+    /// `Retrying`, `Available` (retry at once) or `Dead`.
+    pub state: JobState,
+    /// When it runs again (meaningless when dead).
+    pub run_at: OffsetDateTime,
+}
+
+/// Records a failed attempt: the job retries after `retry_in`, or dies when
+/// that is `None`. Returns `None` when the lease had been lost (fencing).
+pub async fn fail(
+    db: impl PgExecutor<'_>,
+    lease: Lease,
+    error: &str,
+    retry_in: Option<Duration>,
+) -> sqlx::Result<Option<Failed>> {
+    let delay = retry_in.map(|d| millis(d) as f64);
+    let row = sqlx::query!(
+        r#"
+        WITH failed AS (
+            UPDATE floe.jobs
+               SET state = CASE WHEN $3::float8 IS NULL THEN 'dead'
+                                WHEN $3 <= 0 THEN 'available'
+                                ELSE 'retrying' END::floe.job_state,
+                   run_at = CASE WHEN $3 IS NULL THEN run_at
+                                 ELSE now() + $3 * interval '1 millisecond' END,
+                   last_error = $4,
+                   lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND lease_token = $2 AND state = 'running'
+            RETURNING state, run_at, queue
+        )
+        SELECT state::text AS "state!", run_at AS "run_at!",
+               (SELECT count(pg_notify('floe_jobs_available', queue)) FROM failed WHERE state = 'available') AS "notified!"
+          FROM failed
+        "#,
+        lease.id,
+        lease.token,
+        delay,
+        error,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| Failed {
+        state: r.state.parse().unwrap_or(JobState::Dead),
+        run_at: r.run_at,
+    }))
+}
+
+/// Extends the leases still held by `owner` to `lease` from now; returns the
+/// ids extended (a missing one was lost).
+pub async fn heartbeat(
+    db: impl PgExecutor<'_>,
+    leases: &[Lease],
+    lease: Duration,
+) -> sqlx::Result<Vec<i64>> {
+    let (ids, tokens) = split(leases);
+    sqlx::query_scalar!(
+        r#"
+        UPDATE floe.jobs j
+           SET lease_expires_at = now() + $3 * interval '1 millisecond'
+          FROM unnest($1::int8[], $2::int8[]) AS c(id, token)
+         WHERE j.id = c.id AND j.lease_token = c.token AND j.state = 'running'
+        RETURNING j.id
+        "#,
+        &ids,
+        &tokens,
+        millis(lease) as f64,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Gives claimed jobs back without counting the attempt (a worker shutting
+/// down with jobs it never started). Returns how many were released.
+pub async fn release(db: impl PgExecutor<'_>, leases: &[Lease]) -> sqlx::Result<u64> {
+    let (ids, tokens) = split(leases);
+    let row = sqlx::query!(
+        r#"
+        WITH released AS (
+            UPDATE floe.jobs j
+               SET state = 'available', attempts = greatest(j.attempts - 1, 0),
+                   lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+              FROM unnest($1::int8[], $2::int8[]) AS c(id, token)
+             WHERE j.id = c.id AND j.lease_token = c.token AND j.state = 'running'
+            RETURNING j.queue
+        )
+        SELECT count(*) AS "released!",
+               (SELECT count(pg_notify('floe_jobs_available', q)) FROM (SELECT DISTINCT queue AS q FROM released) d) AS "notified!"
+          FROM released
+        "#,
+        &ids,
+        &tokens,
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(row.released as u64)
+}
+
+/// Takes back up to `limit` jobs whose lease expired (their worker is
+/// presumed dead): available again, or dead when out of attempts. Returns
+/// how many were rescued.
+pub async fn rescue_expired(db: impl PgExecutor<'_>, limit: i64) -> sqlx::Result<u64> {
+    let row = sqlx::query!(
+        r#"
+        WITH expired AS (
+            SELECT id FROM floe.jobs
+             WHERE state = 'running' AND lease_expires_at < now()
+             ORDER BY lease_expires_at
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED
+        ), rescued AS (
+            UPDATE floe.jobs j
+               SET state = CASE WHEN j.attempts < j.max_attempts THEN 'available' ELSE 'dead' END::floe.job_state,
+                   run_at = now(),
+                   last_error = 'lease expired: worker ' || j.lease_owner || ' presumed dead',
+                   lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+              FROM expired
+             WHERE j.id = expired.id
+            RETURNING j.queue, j.state
+        )
+        SELECT count(*) AS "rescued!",
+               (SELECT count(pg_notify('floe_jobs_available', q))
+                  FROM (SELECT DISTINCT queue AS q FROM rescued WHERE state = 'available') d) AS "notified!"
+          FROM rescued
+        "#,
+        limit,
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(row.rescued as u64)
+}
+
+/// Makes up to `limit` scheduled or retrying jobs whose time has come
+/// available. Returns how many.
+pub async fn promote_due(db: impl PgExecutor<'_>, limit: i64) -> sqlx::Result<u64> {
+    let row = sqlx::query!(
+        r#"
+        WITH due AS (
+            SELECT id FROM floe.jobs
+             WHERE state IN ('scheduled', 'retrying') AND run_at <= now()
+             ORDER BY run_at
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED
+        ), promoted AS (
+            UPDATE floe.jobs j SET state = 'available'
+              FROM due WHERE j.id = due.id
+            RETURNING j.queue
+        )
+        SELECT count(*) AS "promoted!",
+               (SELECT count(pg_notify('floe_jobs_available', q)) FROM (SELECT DISTINCT queue AS q FROM promoted) d) AS "notified!"
+          FROM promoted
+        "#,
+        limit,
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(row.promoted as u64)
+}
+
+/// When the next scheduled or retrying job falls due, if any.
+pub async fn next_due_at(db: impl PgExecutor<'_>) -> sqlx::Result<Option<OffsetDateTime>> {
+    sqlx::query_scalar!(
+        "SELECT min(run_at) FROM floe.jobs WHERE state IN ('scheduled', 'retrying')"
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// When the next lease expires, if any job is running.
+pub async fn next_lease_expiry(db: impl PgExecutor<'_>) -> sqlx::Result<Option<OffsetDateTime>> {
+    sqlx::query_scalar!("SELECT min(lease_expires_at) FROM floe.jobs WHERE state = 'running'")
+        .fetch_one(db)
+        .await
+}
+
+/// An operator's retry: a dead (or retrying) job becomes available now with
+/// a fresh attempt budget. False when no such job is dead or retrying.
+pub async fn retry_now(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<bool> {
+    let row = sqlx::query!(
+        r#"
+        WITH retried AS (
+            UPDATE floe.jobs SET state = 'available', attempts = 0, run_at = now()
+             WHERE id = $1 AND state IN ('dead', 'retrying')
+            RETURNING queue
+        )
+        SELECT count(*) AS "retried!",
+               (SELECT count(pg_notify('floe_jobs_available', queue)) FROM retried) AS "notified!"
+          FROM retried
+        "#,
+        id,
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(row.retried > 0)
+}
+
+/// One job as an operator sees it.
+pub async fn get(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<JobRecord>> {
+    let row = sqlx::query!(
+        r#"
+        SELECT id, queue, kind, state::text AS "state!", attempts, max_attempts, run_at, last_error, lease_owner
+          FROM floe.jobs WHERE id = $1
+        "#,
+        id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| JobRecord {
+        id: r.id,
+        queue: r.queue,
+        kind: r.kind,
+        state: r.state.parse().unwrap_or(JobState::Dead),
+        attempts: r.attempts,
+        max_attempts: r.max_attempts,
+        run_at: r.run_at,
+        last_error: r.last_error,
+        lease_owner: r.lease_owner,
+    }))
+}
+
+/// How many jobs are in each state.
+pub async fn count_by_state(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(JobState, i64)>> {
+    let rows = sqlx::query!(
+        r#"SELECT state::text AS "state!", count(*) AS "n!" FROM floe.jobs GROUP BY state"#
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((r.state.parse().ok()?, r.n)))
+        .collect())
+}

@@ -1,0 +1,100 @@
+//! The queue's maintenance services, one job each, run by every worker
+//! process (they coordinate through `SKIP LOCKED`, so more are harmless):
+//!
+//! * the **promoter** makes scheduled and retrying jobs available when their
+//!   time comes, sleeping until the earliest one (woken sooner when a nearer
+//!   one is scheduled);
+//! * the **rescuer** takes back jobs whose lease expired (their worker died)
+//!   within moments of the expiry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use floe_engine::queue::store;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::runtime::Shared;
+
+/// Rows moved per statement.
+const BATCH: i64 = 1000;
+/// Longest sleep of either service, whatever the database says.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// How long from now until `at` (zero if past), at most `cap`.
+fn until(at: Option<OffsetDateTime>, cap: Duration) -> Duration {
+    match at {
+        Some(at) => {
+            let ms = (at - OffsetDateTime::now_utc()).whole_milliseconds().max(0);
+            Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)).min(cap)
+        }
+        None => cap,
+    }
+}
+
+/// Runs the promoter until `stop`.
+pub async fn run_promoter(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut scheduled = shared.wakers.subscribe_scheduled();
+    loop {
+        scheduled.borrow_and_update();
+        let next = match promote_all(&shared).await {
+            Ok(()) => store::next_due_at(&shared.pool).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "promoter cannot read the next due time");
+                None
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "promoter failed; retrying");
+                None
+            }
+        };
+        let cap = shared.settings.poll().min(MAX_SLEEP);
+        tokio::select! {
+            _ = tokio::time::sleep(until(next, cap)) => {}
+            _ = scheduled.changed() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn promote_all(shared: &Shared) -> sqlx::Result<()> {
+    loop {
+        let promoted = store::promote_due(&shared.pool, BATCH).await?;
+        if promoted > 0 {
+            tracing::debug!(promoted, "jobs due");
+            // This process's claimers need no round trip through NOTIFY.
+            shared.wakers.wake_available();
+        }
+        if promoted < BATCH as u64 {
+            return Ok(());
+        }
+    }
+}
+
+/// Runs the rescuer until `stop`.
+pub async fn run_rescuer(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let next = match store::rescue_expired(&shared.pool, BATCH).await {
+            Ok(rescued) => {
+                if rescued > 0 {
+                    tracing::warn!(rescued, "took back jobs whose worker stopped heartbeating");
+                    shared.wakers.wake_available();
+                }
+                if rescued == BATCH as u64 {
+                    continue;
+                }
+                store::next_lease_expiry(&shared.pool).await.unwrap_or(None)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rescuer failed; retrying");
+                None
+            }
+        };
+        // A little past the expiry, so that it has surely passed in the
+        // database's clock too.
+        let wait = until(next, MAX_SLEEP) + Duration::from_millis(5);
+        tokio::select! {
+            _ = tokio::time::sleep(wait.min(MAX_SLEEP)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
