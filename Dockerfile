@@ -6,7 +6,7 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p floe-api -p floe-worker \
+    cargo build --release --locked --bin floe-api --bin floe-worker \
  && cp target/release/floe-api target/release/floe-worker /usr/local/bin/
 
 FROM debian:bookworm-slim AS runtime

@@ -84,3 +84,51 @@ CREATE TRIGGER jobs_notify_inserted
     AFTER INSERT ON floe.jobs
     REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION floe.jobs_notify_inserted();
+
+-- For operators and for the application's own SQL (transactions, triggers):
+-- the same enqueue and retry the Rust API performs.
+
+-- Enqueues a job; returns its id, or NULL when a job with the same
+-- unique_key is already waiting.
+CREATE FUNCTION floe.enqueue(
+    kind text,
+    payload jsonb DEFAULT '{}',
+    run_at timestamptz DEFAULT NULL,
+    queue text DEFAULT 'default',
+    priority smallint DEFAULT 0,
+    max_attempts integer DEFAULT 20,
+    unique_key text DEFAULT NULL
+) RETURNS bigint LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    due timestamptz := coalesce($3, now());
+    new_id bigint;
+BEGIN
+    -- PL/pgSQL rather than SQL: its plan is cached per session, which keeps
+    -- this as fast as the same INSERT sent directly.
+    INSERT INTO floe.jobs (queue, kind, payload, priority, run_at, state, max_attempts, unique_key)
+    VALUES ($4, $1, $2, $5, due, CASE WHEN due <= now() THEN 'available' ELSE 'scheduled' END::floe.job_state, $6, $7)
+    ON CONFLICT (queue, kind, unique_key)
+       WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'available')
+    DO NOTHING
+    RETURNING id INTO new_id;
+    RETURN new_id;
+END
+$$;
+
+-- Makes a dead (or backing-off) job available now with a fresh attempt
+-- budget and wakes the workers; false when no such job is dead or retrying.
+CREATE FUNCTION floe.retry_job(job_id bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    q text;
+BEGIN
+    UPDATE floe.jobs SET state = 'available', attempts = 0, run_at = now()
+     WHERE id = job_id AND state IN ('dead', 'retrying')
+    RETURNING queue INTO q;
+    IF q IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM pg_notify('floe_jobs_available', q);
+    RETURN true;
+END
+$$;

@@ -367,3 +367,66 @@ async fn inserts_notify_once_per_statement_and_queue(pool: PgPool) {
         "one wake-up per queue, not per job"
     );
 }
+
+#[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
+async fn the_sql_function_and_the_rust_enqueue_write_the_same_rows(pool: PgPool) {
+    let later = OffsetDateTime::now_utc() + time::Duration::hours(2);
+    let job = NewJob::new("k", json!({"x": [1, 2]}))
+        .queue("q2")
+        .priority(3)
+        .max_attempts(7)
+        .unique_key("u")
+        .run_at(later);
+    let rust = store::enqueue(&pool, &job)
+        .await
+        .expect("rust enqueue")
+        .id()
+        .expect("id");
+    sqlx::query("DELETE FROM floe.jobs")
+        .execute(&pool)
+        .await
+        .expect("clear");
+    let sql: i64 = sqlx::query_scalar(
+        "SELECT floe.enqueue('k', '{\"x\": [1, 2]}', $1, 'q2', 3::smallint, 7, 'u')",
+    )
+    .bind(later)
+    .fetch_one(&pool)
+    .await
+    .expect("sql enqueue");
+    assert_ne!(rust, sql);
+    let row = |id: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, String, serde_json::Value, i16, OffsetDateTime, String, i32, Option<String>)>(
+                "SELECT queue, kind, payload, priority, run_at, state::text, max_attempts, unique_key FROM floe.jobs WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .expect("row")
+        }
+    };
+    let from_sql = row(sql).await;
+    assert_eq!(from_sql.5, "scheduled");
+    store::enqueue(&pool, &job.clone().unique_key("other"))
+        .await
+        .expect("again");
+    let from_rust: i64 = sqlx::query_scalar("SELECT id FROM floe.jobs WHERE unique_key = 'other'")
+        .fetch_one(&pool)
+        .await
+        .expect("id");
+    let mut from_rust = row(from_rust).await;
+    from_rust.7 = Some("u".into());
+    assert_eq!(from_rust, from_sql, "same columns from both paths");
+    // And both refuse a duplicate of a waiting key.
+    let dup: Option<i64> =
+        sqlx::query_scalar("SELECT floe.enqueue('k', '{}', NULL, 'q2', 0::smallint, 20, 'u')")
+            .fetch_one(&pool)
+            .await
+            .expect("dup");
+    assert_eq!(dup, None);
+    assert_eq!(
+        store::enqueue(&pool, &job).await.expect("dup"),
+        Enqueued::Duplicate(Some(sql))
+    );
+}

@@ -18,7 +18,8 @@ use crate::runtime::Shared;
 
 /// Rows moved per statement.
 const BATCH: i64 = 1000;
-/// Longest sleep of either service, whatever the database says.
+/// Longest sleep of the rescuer, so that an expired lease is noticed within
+/// about a second whatever else happens.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 /// How long from now until `at` (zero if past), at most `cap`.
@@ -47,9 +48,11 @@ pub async fn run_promoter(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
                 None
             }
         };
-        let cap = shared.settings.poll().min(MAX_SLEEP);
+        // It sleeps until the next due time; a nearer one announced by NOTIFY
+        // wakes it sooner; the fallback poll covers notifications lost while
+        // the LISTEN connection was down.
         tokio::select! {
-            _ = tokio::time::sleep(until(next, cap)) => {}
+            _ = tokio::time::sleep(until(next, shared.settings.poll())) => {}
             _ = scheduled.changed() => {}
             _ = stop.changed() => return,
         }

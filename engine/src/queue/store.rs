@@ -20,6 +20,10 @@ fn millis(d: Duration) -> i64 {
 
 /// Enqueues one job. With a unique key that a waiting job already holds,
 /// nothing is inserted and [`Enqueued::Duplicate`] says so.
+/// The same INSERT as the SQL function `floe.enqueue` (for psql and
+/// triggers), sent directly: calling the function costs ~0.1 ms more per
+/// enqueue (measured with floe-bench W3: p50 0.47 ms against 0.35–0.40 ms).
+/// `engine/tests/queue_store.rs` checks that the two agree.
 pub async fn enqueue(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx::Result<Enqueued> {
     let row = sqlx::query!(
         r#"
@@ -363,22 +367,11 @@ pub async fn next_lease_expiry(db: impl PgExecutor<'_>) -> sqlx::Result<Option<O
 /// An operator's retry: a dead (or retrying) job becomes available now with
 /// a fresh attempt budget. False when no such job is dead or retrying.
 pub async fn retry_now(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<bool> {
-    let row = sqlx::query!(
-        r#"
-        WITH retried AS (
-            UPDATE floe.jobs SET state = 'available', attempts = 0, run_at = now()
-             WHERE id = $1 AND state IN ('dead', 'retrying')
-            RETURNING queue
-        )
-        SELECT count(*) AS "retried!",
-               (SELECT count(pg_notify('floe_jobs_available', queue)) FROM retried) AS "notified!"
-          FROM retried
-        "#,
-        id,
-    )
-    .fetch_one(db)
-    .await?;
-    Ok(row.retried > 0)
+    // One implementation for psql and for Rust: the migration's function.
+    let retried = sqlx::query_scalar!(r#"SELECT floe.retry_job($1) AS "retried!""#, id)
+        .fetch_one(db)
+        .await?;
+    Ok(retried)
 }
 
 /// One job as an operator sees it.

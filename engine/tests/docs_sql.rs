@@ -1,0 +1,56 @@
+//! Every SQL example in docs/ runs against the current schema.
+
+use sqlx::PgPool;
+
+/// The ```sql blocks of a Markdown file.
+fn sql_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, l) if l.starts_with("```sql") => current = Some(String::new()),
+            (Some(_), l) if l.starts_with("```") => blocks.extend(current.take()),
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+#[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
+async fn every_example_in_the_queue_cookbook_runs(pool: PgPool) {
+    // Something to look at: available, running, dead and expired jobs.
+    sqlx::raw_sql(
+        "SELECT floe.enqueue('floe.noop', '{}') FROM generate_series(1, 3);
+         UPDATE floe.jobs SET state = 'running', lease_owner = 'w', lease_token = 1,
+                lease_expires_at = now() - interval '1 minute'
+          WHERE id = (SELECT min(id) FROM floe.jobs);
+         UPDATE floe.jobs SET state = 'dead', last_error = 'boom'
+          WHERE id = (SELECT max(id) FROM floe.jobs);",
+    )
+    .execute(&pool)
+    .await
+    .expect("fixtures");
+
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/queue.md"))
+        .expect("docs/queue.md");
+    let blocks = sql_blocks(&doc);
+    assert!(blocks.len() >= 7, "found only {} examples", blocks.len());
+    for block in blocks {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(block.clone()))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("docs/queue.md example failed: {e}\n{block}"));
+    }
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM floe.jobs WHERE state = 'dead'")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        dead, 0,
+        "the cookbook's retry or delete removed the dead job"
+    );
+}

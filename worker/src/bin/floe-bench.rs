@@ -1,0 +1,756 @@
+//! `floe-bench`: the queue workloads of ../shared/BENCH.md (W1, W1b, W2, W3,
+//! W7) and the PostgreSQL ceilings they are judged against, in one run on one
+//! durable cluster with PostgreSQL's default configuration.
+//!
+//! Every figure is printed as a JSON line as it is measured; at the end the
+//! medians and ranges over the repetitions are written as Markdown (for
+//! docs/BENCHMARKS.md). Run it through `./scripts/bench`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use floe_engine::queue::{NewJob, store};
+use floe_pg::{EmbeddedPostgres, Options};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection, PgPool};
+use time::OffsetDateTime;
+
+/// BENCH.md's queue workloads and ceilings.
+#[derive(Parser, Debug)]
+#[command(name = "floe-bench")]
+struct Cli {
+    /// Repetitions of each workload (the median and range are reported).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Jobs in W1, W1b and W7.
+    #[arg(long, default_value_t = 20_000)]
+    jobs: usize,
+    /// Samples per W2 repetition.
+    #[arg(long, default_value_t = 200)]
+    w2_samples: usize,
+    /// Scheduled jobs per W2s repetition.
+    #[arg(long, default_value_t = 50)]
+    w2s_samples: usize,
+    /// Serial enqueues in W3.
+    #[arg(long, default_value_t = 2_000)]
+    w3_enqueues: usize,
+    /// Seconds per pgbench ceiling run.
+    #[arg(long, default_value_t = 5)]
+    ceiling_secs: u64,
+    /// Workloads to run, comma-separated (W1, W1b, W2, W2s, W3, W7, ceilings).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ceilings,W1,W1b,W2,W2s,W3,W7"
+    )]
+    only: Vec<String>,
+    /// Write the Markdown report here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// One measurement.
+#[derive(Clone, Debug)]
+struct Figure {
+    workload: String,
+    metric: String,
+    value: f64,
+    unit: &'static str,
+}
+
+struct Bench {
+    pg: EmbeddedPostgres,
+    admin: PgPool,
+    figures: Vec<Figure>,
+    testbed: PathBuf,
+    pgbench: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .init();
+    let dir = std::env::temp_dir().join(format!("floe-bench-{}", uuid::Uuid::new_v4().simple()));
+    // Durable, default configuration: not the test suite's fsync-off cluster.
+    let pg = EmbeddedPostgres::start(&Options::persistent(&dir))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        let admin =
+            floe_engine::db::connect(&pg.url("postgres"), 4, Duration::from_secs(10)).await?;
+        let exe = std::env::current_exe()?;
+        let bindir = String::from_utf8(Command::new("pg_config").arg("--bindir").output()?.stdout)?;
+        let mut bench = Bench {
+            pg,
+            admin,
+            figures: Vec::new(),
+            testbed: exe.with_file_name("floe-testbed"),
+            pgbench: PathBuf::from(bindir.trim()).join("pgbench"),
+        };
+        let want = |w: &str| cli.only.iter().any(|o| o.eq_ignore_ascii_case(w));
+        if want("ceilings") {
+            bench.ceilings(cli.ceiling_secs, cli.reps).await?;
+        }
+        for rep in 0..cli.reps {
+            if want("W1") {
+                bench.burn_down("W1", 1, cli.jobs, rep).await?;
+            }
+            if want("W1b") {
+                bench.burn_down("W1b", 2, cli.jobs, rep).await?;
+                bench.burn_down("W1b", 4, cli.jobs, rep).await?;
+            }
+            if want("W2") {
+                bench.idle_pickup(cli.w2_samples, rep).await?;
+            }
+            if want("W2s") {
+                bench.scheduled_lateness(cli.w2s_samples, rep).await?;
+            }
+            if want("W3") {
+                bench.enqueue_cost(cli.w3_enqueues, cli.jobs, rep).await?;
+            }
+            if want("W7") {
+                bench.crash_recovery(cli.jobs, rep).await?;
+            }
+        }
+        let report = bench.report(&cli);
+        if let Some(out) = &cli.out {
+            write_between_markers(out, &report)?;
+            eprintln!("report written to {}", out.display());
+        } else {
+            println!("{report}");
+        }
+        bench.admin.close().await;
+        anyhow::Ok(bench.pg)
+    });
+    drop(runtime);
+    let pg = result?;
+    pg.stop()?;
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+/// Median of a sample (upper median for even sizes).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The `p`-th percentile (nearest rank).
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    v[(rank - 1).min(v.len() - 1)]
+}
+
+/// A tiny deterministic generator for W2's random gaps.
+struct Lcg(u64);
+impl Lcg {
+    fn unit(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Transaction id and WAL position, to count transactions and WAL bytes.
+async fn counters(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
+    let (xid, wal): (i64, i64) =
+        sqlx::query_as("SELECT txid_current(), pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8")
+            .fetch_one(pool)
+            .await?;
+    Ok((xid, wal))
+}
+
+/// When the testbed handler of job `id` started, once it has.
+async fn wait_for_start(pool: &PgPool, id: i64) -> anyhow::Result<OffsetDateTime> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let row: Option<OffsetDateTime> =
+            sqlx::query_scalar("SELECT started_at FROM testbed_runs WHERE job_id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+        if let Some(t) = row {
+            return Ok(t);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "job {id} never ran");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Returns once `floe.jobs` is empty (polled every 5 ms).
+async fn drained(pool: &PgPool, workload: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let left: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM floe.jobs)")
+            .fetch_one(pool)
+            .await?;
+        if !left {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "{workload} did not drain"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+struct Worker(Child);
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Bench {
+    fn record(
+        &mut self,
+        workload: &str,
+        metric: &str,
+        value: f64,
+        unit: &'static str,
+        extra: Value,
+    ) {
+        let mut line =
+            json!({ "workload": workload, "metric": metric, "value": value, "unit": unit });
+        if let (Some(obj), Value::Object(more)) = (line.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        println!("{line}");
+        self.figures.push(Figure {
+            workload: workload.to_owned(),
+            metric: metric.to_owned(),
+            value,
+            unit,
+        });
+    }
+
+    /// Records the p50, p95 and maximum of latencies in milliseconds.
+    fn record_distribution(
+        &mut self,
+        workload: &str,
+        what: &str,
+        values: &mut [f64],
+        extra: Value,
+    ) {
+        for (label, p) in [("p50", 50.0), ("p95", 95.0), ("max", 100.0)] {
+            let value = percentile(values, p);
+            self.record(
+                workload,
+                &format!("{what} {label}"),
+                value,
+                "ms",
+                extra.clone(),
+            );
+        }
+    }
+
+    /// A fresh, migrated database with the testbed's table; CHECKPOINT after.
+    async fn database(&self, name: &str) -> anyhow::Result<(SecretString, PgPool)> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&self.admin)
+        .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&self.admin)
+            .await?;
+        let url = self.pg.url(name);
+        let pool = floe_engine::db::connect(&url, 4, Duration::from_secs(10)).await?;
+        floe_engine::db::migrate(&pool).await?;
+        sqlx::raw_sql(
+            "CREATE TABLE public.testbed_runs (job_id bigint NOT NULL, attempt int NOT NULL, kind text NOT NULL,
+               worker_pid int NOT NULL, started_at timestamptz NOT NULL, finished_at timestamptz NOT NULL);
+             CHECKPOINT;",
+        )
+        .execute(&pool)
+        .await?;
+        Ok((url, pool))
+    }
+
+    /// Starts a worker process and waits until it listens for wake-ups.
+    async fn worker(
+        &self,
+        pool: &PgPool,
+        url: &SecretString,
+        extra: &[&str],
+    ) -> anyhow::Result<Worker> {
+        let listening = || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            )
+            .fetch_one(pool)
+            .await
+        };
+        let before = listening().await?;
+        let child = Command::new(&self.testbed)
+            .args(["--concurrency", "16", "--database-migrate", "false"])
+            .args(extra)
+            .env("DATABASE_URL", url.expose_secret())
+            .env("FLOE__LOG__FILTER", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", self.testbed.display()))?;
+        let worker = Worker(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while listening().await? <= before {
+            anyhow::ensure!(Instant::now() < deadline, "worker did not become ready");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Let its claimers reach their first idle wait.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(worker)
+    }
+
+    /// W1 / W1b: a backlog appears at once (one bulk insert, committed while
+    /// the workers idle); time until the table is empty.
+    async fn burn_down(
+        &mut self,
+        workload: &str,
+        processes: usize,
+        jobs: usize,
+        rep: usize,
+    ) -> anyhow::Result<()> {
+        let (url, pool) = self
+            .database(&format!("bench_w1_{processes}_{rep}"))
+            .await?;
+        let mut workers = Vec::new();
+        for _ in 0..processes {
+            workers.push(self.worker(&pool, &url, &[]).await?);
+        }
+        let batch: Vec<NewJob> = (0..jobs)
+            .map(|_| NewJob::new("floe.noop", json!({})))
+            .collect();
+        store::enqueue_many(&pool, &batch).await?;
+        let started = Instant::now();
+        let (xid0, wal0) = counters(&pool).await?;
+        drained(&pool, workload).await?;
+        let secs = started.elapsed().as_secs_f64();
+        let (xid1, wal1) = counters(&pool).await?;
+        drop(workers);
+        let n = jobs as f64;
+        let extra = json!({ "processes": processes, "rep": rep, "jobs": jobs, "seconds": secs });
+        let metric = |m: &str| format!("{m} ({processes} proc)");
+        self.record(
+            workload,
+            &metric("jobs/s"),
+            n / secs,
+            "jobs/s",
+            extra.clone(),
+        );
+        self.record(
+            workload,
+            &metric("tx/job"),
+            (xid1 - xid0 - 1) as f64 / n,
+            "tx",
+            extra.clone(),
+        );
+        self.record(
+            workload,
+            &metric("WAL/job"),
+            (wal1 - wal0) as f64 / n,
+            "B",
+            extra,
+        );
+        pool.close().await;
+        Ok(())
+    }
+
+    /// W2: an idle worker; one job at a time after a random gap; time from
+    /// the enqueue call to the handler's start.
+    async fn idle_pickup(&mut self, samples: usize, rep: usize) -> anyhow::Result<()> {
+        let (url, pool) = self.database(&format!("bench_w2_{rep}")).await?;
+        let _worker = self.worker(&pool, &url, &[]).await?;
+        let mut rng = Lcg(42 + rep as u64);
+        let mut latencies = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            tokio::time::sleep(Duration::from_secs_f64(0.1 + 2.4 * rng.unit())).await;
+            let sent = OffsetDateTime::now_utc();
+            let id = store::enqueue(&pool, &NewJob::new("test.record", json!({})))
+                .await?
+                .id()
+                .unwrap_or(0);
+            let started = wait_for_start(&pool, id).await?;
+            latencies.push((started - sent).as_seconds_f64() * 1000.0);
+        }
+        let extra = json!({ "rep": rep, "samples": samples });
+        self.record_distribution("W2", "pickup", &mut latencies, extra);
+        pool.close().await;
+        Ok(())
+    }
+
+    /// W2s: an idle worker; jobs scheduled 0.5–1.5 s ahead, one at a time;
+    /// how late each handler starts after its run_at.
+    async fn scheduled_lateness(&mut self, samples: usize, rep: usize) -> anyhow::Result<()> {
+        let (url, pool) = self.database(&format!("bench_w2s_{rep}")).await?;
+        let _worker = self.worker(&pool, &url, &[]).await?;
+        let mut rng = Lcg(7 + rep as u64);
+        let mut lateness = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let run_at = OffsetDateTime::now_utc() + time::Duration::seconds_f64(0.5 + rng.unit());
+            let id = store::enqueue(&pool, &NewJob::new("test.record", json!({})).run_at(run_at))
+                .await?
+                .id()
+                .unwrap_or(0);
+            let started = wait_for_start(&pool, id).await?;
+            lateness.push((started - run_at).as_seconds_f64() * 1000.0);
+        }
+        let extra = json!({ "rep": rep, "samples": samples });
+        self.record_distribution("W2s", "scheduled lateness", &mut lateness, extra);
+        pool.close().await;
+        Ok(())
+    }
+
+    /// W3: serial single enqueues from one client, then one bulk enqueue.
+    async fn enqueue_cost(
+        &mut self,
+        singles: usize,
+        bulk: usize,
+        rep: usize,
+    ) -> anyhow::Result<()> {
+        let (url, pool) = self.database(&format!("bench_w3_{rep}")).await?;
+        let mut conn = PgConnection::connect(url.expose_secret()).await?;
+        let (xid0, wal0) = counters(&pool).await?;
+        let mut calls = Vec::with_capacity(singles);
+        let started = Instant::now();
+        for i in 0..singles {
+            let t = Instant::now();
+            store::enqueue(&mut conn, &NewJob::new("floe.noop", json!({ "i": i }))).await?;
+            calls.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let (xid1, wal1) = counters(&pool).await?;
+        let extra = json!({ "rep": rep, "enqueues": singles });
+        self.record(
+            "W3",
+            "single enqueues/s",
+            singles as f64 / secs,
+            "enqueues/s",
+            extra.clone(),
+        );
+        self.record(
+            "W3",
+            "single call p50",
+            percentile(&mut calls, 50.0),
+            "ms",
+            extra.clone(),
+        );
+        self.record(
+            "W3",
+            "single call p95",
+            percentile(&mut calls, 95.0),
+            "ms",
+            extra.clone(),
+        );
+        self.record(
+            "W3",
+            "single tx/enqueue",
+            (xid1 - xid0 - 1) as f64 / singles as f64,
+            "tx",
+            extra.clone(),
+        );
+        self.record(
+            "W3",
+            "single WAL/enqueue",
+            (wal1 - wal0) as f64 / singles as f64,
+            "B",
+            extra,
+        );
+
+        let batch: Vec<NewJob> = (0..bulk)
+            .map(|i| NewJob::new("floe.noop", json!({ "i": i })))
+            .collect();
+        let (_, wal0) = counters(&pool).await?;
+        let t = Instant::now();
+        store::enqueue_many(&mut conn, &batch).await?;
+        let secs = t.elapsed().as_secs_f64();
+        let (_, wal1) = counters(&pool).await?;
+        let extra = json!({ "rep": rep, "enqueues": bulk });
+        self.record(
+            "W3",
+            "bulk enqueues/s",
+            bulk as f64 / secs,
+            "enqueues/s",
+            extra.clone(),
+        );
+        self.record(
+            "W3",
+            "bulk WAL/enqueue",
+            (wal1 - wal0) as f64 / bulk as f64,
+            "B",
+            extra,
+        );
+        conn.close().await?;
+        pool.close().await;
+        Ok(())
+    }
+
+    /// W7: kill -9 a worker after 5,000 recorded jobs, start another; how
+    /// long until the killed worker's jobs run again, and what was lost or
+    /// run twice.
+    async fn crash_recovery(&mut self, jobs: usize, rep: usize) -> anyhow::Result<()> {
+        let lease_ms = 5_000u64;
+        let lease = lease_ms.to_string();
+        let (url, pool) = self.database(&format!("bench_w7_{rep}")).await?;
+        let batch: Vec<NewJob> = (0..jobs)
+            .map(|_| NewJob::new("test.record", json!({})))
+            .collect();
+        store::enqueue_many(&pool, &batch).await?;
+        let mut victim = self.worker(&pool, &url, &["--lease-ms", &lease]).await?;
+        let kill_after = (jobs / 4) as i64;
+        loop {
+            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM testbed_runs")
+                .fetch_one(&pool)
+                .await?;
+            if done >= kill_after {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        victim.0.kill()?; // SIGKILL
+        let _ = victim.0.wait();
+        let killed_at = OffsetDateTime::now_utc();
+        let held: Vec<i64> = sqlx::query_scalar("SELECT id FROM floe.jobs WHERE state = 'running'")
+            .fetch_all(&pool)
+            .await?;
+        let _successor = self.worker(&pool, &url, &["--lease-ms", &lease]).await?;
+        drained(&pool, "W7").await?;
+        let last_rerun: Option<OffsetDateTime> = sqlx::query_scalar(
+            "SELECT max(started_at) FROM testbed_runs WHERE job_id = ANY($1) AND started_at >= $2",
+        )
+        .bind(&held)
+        .bind(killed_at)
+        .fetch_one(&pool)
+        .await?;
+        let (runs, distinct): (i64, i64) =
+            sqlx::query_as("SELECT count(*), count(DISTINCT job_id) FROM testbed_runs")
+                .fetch_one(&pool)
+                .await?;
+        let twice_before_kill: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT job_id FROM testbed_runs WHERE started_at < $1 GROUP BY job_id HAVING count(*) > 1) d",
+        )
+        .bind(killed_at)
+        .fetch_one(&pool)
+        .await?;
+        let extra =
+            json!({ "rep": rep, "jobs": jobs, "lease_ms": lease_ms, "held_by_killed": held.len() });
+        let rerun_ms = last_rerun.map_or(f64::NAN, |t| (t - killed_at).as_seconds_f64() * 1000.0);
+        self.record(
+            "W7",
+            "killed worker's jobs all rerun after",
+            rerun_ms,
+            "ms",
+            extra.clone(),
+        );
+        self.record(
+            "W7",
+            "lost",
+            (jobs as i64 - distinct) as f64,
+            "jobs",
+            extra.clone(),
+        );
+        self.record(
+            "W7",
+            "run again after the crash",
+            (runs - distinct) as f64,
+            "jobs",
+            extra.clone(),
+        );
+        self.record(
+            "W7",
+            "run twice within a lease",
+            twice_before_kill as f64,
+            "jobs",
+            extra,
+        );
+        pool.close().await;
+        Ok(())
+    }
+
+    /// BENCH.md's pgbench ceilings, 8 clients, on this cluster.
+    async fn ceilings(&mut self, secs: u64, reps: usize) -> anyhow::Result<()> {
+        let (url, pool) = self.database("bench_ceilings").await?;
+        sqlx::raw_sql(
+            "CREATE TABLE q (id bigserial PRIMARY KEY, payload jsonb NOT NULL DEFAULT '{}', state int NOT NULL DEFAULT 0, lease timestamptz);
+             CREATE INDEX q_waiting ON q (id) WHERE state = 0;
+             CREATE TABLE ins (id bigserial PRIMARY KEY, payload jsonb NOT NULL DEFAULT '{}');",
+        )
+        .execute(&pool)
+        .await?;
+        let patterns: [(&str, &str, f64, bool); 7] = [
+            (
+                "claim + DELETE, 1 job per tx",
+                "DELETE FROM q WHERE id = (SELECT id FROM q ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED);",
+                1.0,
+                true,
+            ),
+            (
+                "lease UPDATE then ack UPDATE (2 tx per job)",
+                "UPDATE q SET state = 1, lease = now() WHERE id = (SELECT id FROM q WHERE state = 0 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id AS jid \\gset\nUPDATE q SET state = 2 WHERE id = :jid;",
+                1.0,
+                true,
+            ),
+            (
+                "claim + DELETE, 100 jobs per tx",
+                "DELETE FROM q WHERE id IN (SELECT id FROM q ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED);",
+                100.0,
+                true,
+            ),
+            (
+                "lease + ack, 100 jobs per tx",
+                "WITH c AS (UPDATE q SET state = 1, lease = now() WHERE id IN (SELECT id FROM q WHERE state = 0 ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED) RETURNING id) SELECT coalesce(min(id), 0) AS lo, coalesce(max(id), 0) AS hi FROM c \\gset\nUPDATE q SET state = 2 WHERE id BETWEEN :lo AND :hi AND state = 1;",
+                100.0,
+                true,
+            ),
+            (
+                "INSERT, 1 per tx",
+                "INSERT INTO ins DEFAULT VALUES;",
+                1.0,
+                false,
+            ),
+            (
+                "INSERT + NOTIFY, 1 per tx",
+                "BEGIN;\nINSERT INTO ins DEFAULT VALUES;\nNOTIFY ceiling;\nCOMMIT;",
+                1.0,
+                false,
+            ),
+            ("raw commit", "SELECT txid_current();", 1.0, false),
+        ];
+        for rep in 0..reps {
+            for (name, script, per_tx, needs_backlog) in patterns {
+                if needs_backlog {
+                    sqlx::raw_sql("TRUNCATE q; INSERT INTO q (payload) SELECT '{}' FROM generate_series(1, 1500000)")
+                        .execute(&pool)
+                        .await?;
+                    sqlx::raw_sql("VACUUM ANALYZE q").execute(&pool).await?;
+                }
+                sqlx::raw_sql("CHECKPOINT").execute(&pool).await?;
+                let file = std::env::temp_dir().join(format!(
+                    "floe-ceiling-{}.sql",
+                    uuid::Uuid::new_v4().simple()
+                ));
+                std::fs::write(&file, script)?;
+                let out = Command::new(&self.pgbench)
+                    .args(["-n", "-c", "8", "-j", "2", "-T", &secs.to_string(), "-f"])
+                    .arg(&file)
+                    .arg(url.expose_secret())
+                    .output()
+                    .context("running pgbench")?;
+                std::fs::remove_file(&file).ok();
+                let text = String::from_utf8_lossy(&out.stdout);
+                let tps = text
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("tps = "))
+                    .and_then(|l| l.split_whitespace().next())
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .with_context(|| {
+                        format!(
+                            "pgbench output for {name}: {text}{}",
+                            String::from_utf8_lossy(&out.stderr)
+                        )
+                    })?;
+                self.record(
+                    "ceiling",
+                    name,
+                    tps * per_tx,
+                    "jobs or tx/s",
+                    json!({ "rep": rep, "clients": 8, "seconds": secs }),
+                );
+            }
+        }
+        pool.close().await;
+        Ok(())
+    }
+
+    /// Medians and ranges, as Markdown.
+    fn report(&self, cli: &Cli) -> String {
+        let mut groups: Vec<(String, String, &'static str, Vec<f64>)> = Vec::new();
+        for f in &self.figures {
+            match groups
+                .iter_mut()
+                .find(|g| g.0 == f.workload && g.1 == f.metric)
+            {
+                Some(g) => g.3.push(f.value),
+                None => groups.push((f.workload.clone(), f.metric.clone(), f.unit, vec![f.value])),
+            }
+        }
+        let ceiling = |name: &str| {
+            groups
+                .iter()
+                .find(|g| g.0 == "ceiling" && g.1 == name)
+                .map(|g| median(&mut g.3.clone()))
+        };
+        let lease_ack = ceiling("lease + ack, 100 jobs per tx");
+        let mut md = String::new();
+        md.push_str(&format!(
+            "Measured {} with `./scripts/bench` ({} repetitions; {} jobs; W2 {} samples; ceilings {} s each, 8 clients).\n\n",
+            OffsetDateTime::now_utc().date(),
+            cli.reps,
+            cli.jobs,
+            cli.w2_samples,
+            cli.ceiling_secs
+        ));
+        md.push_str("| workload | figure | median | range | unit | of ceiling |\n|---|---|---|---|---|---|\n");
+        for (workload, metric, unit, values) in &groups {
+            let mut v = values.clone();
+            let med = median(&mut v);
+            let (lo, hi) = (
+                v.first().copied().unwrap_or(f64::NAN),
+                v.last().copied().unwrap_or(f64::NAN),
+            );
+            let of = match (workload.as_str(), lease_ack) {
+                ("W1" | "W1b", Some(c)) if metric.starts_with("jobs/s") => {
+                    format!("{:.0} % of lease + ack ×100", 100.0 * med / c)
+                }
+                _ => String::new(),
+            };
+            md.push_str(&format!(
+                "| {workload} | {metric} | {} | {} – {} | {unit} | {of} |\n",
+                fmt(med),
+                fmt(lo),
+                fmt(hi)
+            ));
+        }
+        md
+    }
+}
+
+const START: &str = "<!-- floe-bench:start -->";
+const END: &str = "<!-- floe-bench:end -->";
+
+/// Replaces what stands between the markers in `path` (appends both when
+/// missing), leaving the hand-written text around them alone.
+fn write_between_markers(path: &std::path::Path, report: &str) -> anyhow::Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let block = format!("{START}\n{report}{END}");
+    let new = match (old.find(START), old.find(END)) {
+        (Some(a), Some(b)) if a < b => format!("{}{block}{}", &old[..a], &old[b + END.len()..]),
+        _ => format!("{old}\n{block}\n"),
+    };
+    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
+}
+
+fn fmt(v: f64) -> String {
+    if v.is_nan() {
+        "–".into()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
