@@ -124,11 +124,11 @@ async fn claim_loop(
                 return; // the worker is gone; its leases expire or were released
             }
         }
-        if got < want {
-            // Drained: sleep until something may have changed.
+        if got == 0 {
+            // Nothing claimable (a short batch only means other workers took
+            // the rest; claim again at once): sleep until something changes.
             tokio::select! {
                 _ = available.changed() => {}
-                _ = slots.freed(), if got == 0 && slots.in_flight() >= capacity => {}
                 _ = tokio::time::sleep(settings.poll()) => {}
                 _ = stop.changed() => return,
             }
