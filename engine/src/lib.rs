@@ -8,6 +8,7 @@
 //! | [`telemetry`]| logging: `tracing`, human-readable or JSON                            |
 //! | [`db`]       | connecting, creating the database, migrations, readiness              |
 //! | [`queue`]    | the job queue: `floe.jobs`, its SQL, backoff, LISTEN wake-ups         |
+//! | [`workflow`] | durable workflows: definitions, registry, store, advance, replay      |
 //! | [`health`]   | the `/healthz` and `/readyz` probes every process serves              |
 //! | [`launch`]   | the start-up sequence every binary shares (the embedded PostgreSQL,  |
 //! |              | crate `floe-pg`, when no `DATABASE_URL` is given)                     |
@@ -23,3 +24,4 @@ pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod workflow;

@@ -9,7 +9,9 @@
 //! | [`handlers`]    | what it runs: handlers by job kind, their errors, timeouts, backoff |
 //! | [`backend`]     | floe's queue as an apalis backend: batched claims, acknowledgement |
 //! | [`runtime`]     | shared state; the batched completer and the lease heartbeat        |
-//! | [`maintenance`] | the promoter (scheduled → available) and the lease rescuer         |
+//! | [`maintenance`] | the scheduler (due jobs, workflow deadlines) and the lease rescuer |
+//! | [`testbed`]     | workflow definitions for floe's own tests and benchmarks           |
+//! | [`workflows`]   | workflow definitions and activities: the advance and activity jobs |
 //!
 //! The same [`startup::Worker`] runs inside the API process (`floe-api
 //! --with-worker`) and on its own (`floe-worker`).
@@ -20,3 +22,5 @@ pub mod maintenance;
 pub mod runtime;
 pub mod settings;
 pub mod startup;
+pub mod testbed;
+pub mod workflows;

@@ -6,6 +6,7 @@ use clap::Parser;
 use floe_engine::{launch, telemetry};
 use floe_worker::settings::{Cli, Command};
 use floe_worker::startup::Worker;
+use floe_worker::workflows::{Workflows, replay_command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -16,7 +17,17 @@ fn main() -> ExitCode {
         &cli.database,
         migrate_only,
         |pool, stop| async move {
-            Worker::build(&cli.worker, pool).await?.run(stop).await?;
+            // This build has no workflow definitions of its own yet.
+            let workflows = Workflows::new();
+            if let Some(Command::Replay { kind, id, json }) = &cli.command {
+                return replay_command(&pool, &workflows.definitions, kind.as_deref(), *id, *json)
+                    .await;
+            }
+            Worker::build(&cli.worker, pool)
+                .await?
+                .workflows(workflows)
+                .run(stop)
+                .await?;
             Ok(())
         },
     )

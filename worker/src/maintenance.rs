@@ -1,9 +1,10 @@
 //! The queue's maintenance services, one job each, run by every worker
 //! process (they coordinate through `SKIP LOCKED`, so more are harmless):
 //!
-//! * the **promoter** makes scheduled and retrying jobs available when their
-//!   time comes, sleeping until the earliest one (woken sooner when a nearer
-//!   one is scheduled);
+//! * the **scheduler** makes scheduled and retrying jobs available when their
+//!   time comes and fires workflow deadlines (a timer event in the inbox and
+//!   an advance job), sleeping until the earliest of either (woken sooner by
+//!   NOTIFY when a nearer one is set);
 //! * the **rescuer** takes back jobs whose lease expired (their worker died)
 //!   within moments of the expiry.
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use floe_engine::queue::store;
+use floe_engine::workflow::store as workflow_store;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -33,24 +35,24 @@ fn until(at: Option<OffsetDateTime>, cap: Duration) -> Duration {
     }
 }
 
-/// Runs the promoter until `stop`.
-pub async fn run_promoter(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Runs the scheduler until `stop`.
+pub async fn run_scheduler(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut scheduled = shared.wakers.subscribe_scheduled();
     loop {
         scheduled.borrow_and_update();
-        let next = match promote_all(&shared).await {
-            Ok(()) => store::next_due_at(&shared.pool).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "promoter cannot read the next due time");
+        let next = match due_now(&shared).await {
+            Ok(()) => next_wake(&shared).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "scheduler cannot read the next due time");
                 None
             }),
             Err(e) => {
-                tracing::warn!(error = %e, "promoter failed; retrying");
+                tracing::warn!(error = %e, "scheduler failed; retrying");
                 None
             }
         };
-        // It sleeps until the next due time; a nearer one announced by NOTIFY
-        // wakes it sooner; the fallback poll covers notifications lost while
-        // the LISTEN connection was down.
+        // It sleeps until the next due job or deadline; a nearer one announced
+        // by NOTIFY wakes it sooner; the fallback poll covers notifications
+        // lost while the LISTEN connection was down.
         tokio::select! {
             _ = tokio::time::sleep(until(next, shared.settings.poll())) => {}
             _ = scheduled.changed() => {}
@@ -59,18 +61,30 @@ pub async fn run_promoter(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
     }
 }
 
-async fn promote_all(shared: &Shared) -> sqlx::Result<()> {
+/// Promotes every due job and fires every due deadline.
+async fn due_now(shared: &Shared) -> anyhow::Result<()> {
     loop {
         let promoted = store::promote_due(&shared.pool, BATCH).await?;
-        if promoted > 0 {
-            tracing::debug!(promoted, "jobs due");
+        let fired = workflow_store::fire_due_timers(&shared.pool, BATCH).await?;
+        if promoted + fired > 0 {
+            tracing::debug!(promoted, fired, "due");
             // This process's claimers need no round trip through NOTIFY.
             shared.wakers.wake_available();
         }
-        if promoted < BATCH as u64 {
+        if promoted < BATCH as u64 && fired < BATCH as u64 {
             return Ok(());
         }
     }
+}
+
+/// The earlier of the next due job and the next deadline.
+async fn next_wake(shared: &Shared) -> anyhow::Result<Option<OffsetDateTime>> {
+    let job = store::next_due_at(&shared.pool).await?;
+    let deadline = workflow_store::next_deadline(&shared.pool).await?;
+    Ok(match (job, deadline) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
 }
 
 /// Runs the rescuer until `stop`.

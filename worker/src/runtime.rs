@@ -28,7 +28,7 @@ pub struct Shared {
     pub settings: WorkerSettings,
     /// What it can run.
     pub registry: Registry,
-    /// Wakes this process's claimers and promoter.
+    /// Wakes this process's claimers and scheduler.
     pub wakers: Wakers,
     /// Leases this process holds: claimed, and not yet durably finished.
     leases: Mutex<HashMap<i64, Lease>>,

@@ -26,12 +26,26 @@ pub struct Cli {
 }
 
 /// The worker's subcommands.
-#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run the worker until SIGINT or SIGTERM (the default).
     Run,
     /// Apply pending migrations and exit.
     Migrate,
+    /// Replay workflows' histories through this build's definitions, calling
+    /// no activity, and report the first divergence of each from its stored
+    /// row (exit code 1 if any diverges): the check before an upgrade.
+    Replay {
+        /// The kind whose open workflows to check.
+        #[arg(long)]
+        kind: Option<String>,
+        /// One workflow (open or finished) instead.
+        #[arg(long)]
+        id: Option<uuid::Uuid>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Settings of a worker process.

@@ -17,6 +17,7 @@ use crate::handlers::{self, Handler, Registry};
 use crate::maintenance;
 use crate::runtime::{self, Shared};
 use crate::settings::WorkerSettings;
+use crate::workflows::Workflows;
 
 /// A worker bound to a database.
 pub struct Worker {
@@ -45,6 +46,15 @@ impl Worker {
     /// Adds a handler for `kind`.
     pub fn register(mut self, kind: impl Into<String>, handler: Handler) -> Self {
         self.registry.register(kind, handler);
+        self
+    }
+
+    /// Adds workflow definitions and their activities: this worker then
+    /// advances workflows and runs activities.
+    pub fn workflows(mut self, workflows: Workflows) -> Self {
+        for (kind, handler) in workflows.handlers(self.pool.clone()) {
+            self.registry.register(kind, handler);
+        }
         self
     }
 
@@ -78,7 +88,7 @@ impl Worker {
         let mut services = JoinSet::new();
         services.spawn(listener::run(self.pool.clone(), wakers, stop.clone()));
         services.spawn(runtime::run_heartbeat(shared.clone(), stop.clone()));
-        services.spawn(maintenance::run_promoter(shared.clone(), stop.clone()));
+        services.spawn(maintenance::run_scheduler(shared.clone(), stop.clone()));
         services.spawn(maintenance::run_rescuer(shared.clone(), stop.clone()));
         if let Some(listener) = self.health {
             let router = floe_engine::health::router(self.pool.clone());

@@ -13,19 +13,21 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::{CHANNEL_AVAILABLE, CHANNEL_SCHEDULED};
+use crate::workflow::CHANNEL_DEADLINES;
 
 /// Handles to what the listener hears.
 #[derive(Clone, Debug)]
 pub struct Wakeups {
     /// Bumped when jobs became claimable (or anything may have been missed).
     pub available: watch::Receiver<u64>,
-    /// The earliest scheduled time announced since the promoter last looked,
+    /// The earliest scheduled job or workflow deadline announced since the
+    /// scheduler last looked,
     /// or `None`; bumped to "now" after a reconnect.
     pub scheduled: watch::Receiver<Option<OffsetDateTime>>,
 }
 
 /// Senders behind [`Wakeups`]; the listener task owns them, and in-process
-/// producers may use them too (a promoter that made jobs available wakes its
+/// producers may use them too (a scheduler that made jobs available wakes its
 /// own process's claimers without a round trip).
 #[derive(Clone, Debug)]
 pub struct Wakers {
@@ -49,7 +51,7 @@ impl Wakers {
         self.scheduled.subscribe()
     }
 
-    /// Tells this process's promoter that something falls due at `at`.
+    /// Tells this process's scheduler that something falls due at `at`.
     pub fn wake_scheduled(&self, at: OffsetDateTime) {
         self.scheduled.send_modify(|cur| {
             if cur.is_none_or(|c| at < c) {
@@ -107,7 +109,9 @@ pub async fn run(pool: PgPool, wakers: Wakers, mut stop: watch::Receiver<bool>) 
             };
             match next {
                 Ok(Some(n)) if n.channel() == CHANNEL_AVAILABLE => wakers.wake_available(),
-                Ok(Some(n)) if n.channel() == CHANNEL_SCHEDULED => {
+                Ok(Some(n))
+                    if n.channel() == CHANNEL_SCHEDULED || n.channel() == CHANNEL_DEADLINES =>
+                {
                     let at = n
                         .payload()
                         .parse::<i128>()

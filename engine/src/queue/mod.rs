@@ -38,7 +38,7 @@ pub const DEFAULT_MAX_ATTEMPTS: i32 = 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
-    /// Enqueued with a future `run_at`. The promoter moves it to
+    /// Enqueued with a future `run_at`. The scheduler moves it to
     /// [`Available`](Self::Available) when `run_at` comes.
     Scheduled,
     /// Claimable. A worker's claim moves it to [`Running`](Self::Running).
@@ -48,7 +48,7 @@ pub enum JobState {
     /// expiry (the rescuer moves it to `Available`, or `Dead` when out of
     /// attempts).
     Running,
-    /// An attempt failed; waits for its backoff. The promoter makes it
+    /// An attempt failed; waits for its backoff. The scheduler makes it
     /// `Available` at `run_at`.
     Retrying,
     /// Out of attempts, or failed with a non-retryable error. Kept for

@@ -1,7 +1,9 @@
 //! `floe-testbed`: the real worker with job kinds that record what they do,
 //! for floe's own process tests and benchmarks. Not for production.
 //!
-//! Every kind appends a row to `public.testbed_runs` (created if missing):
+//! It also runs the test workflows of `floe_worker::testbed`.
+//!
+//! Every job kind below appends a row to `public.testbed_runs` (created if missing):
 //! job id, attempt, this process's id, and when it started and finished.
 //!
 //! | kind          | payload                                  | does                           |
@@ -63,6 +65,17 @@ fn main() -> ExitCode {
         &cli.database,
         migrate_only,
         |pool, stop| async move {
+            if let Some(Command::Replay { kind, id, json }) = &cli.command {
+                let registry = floe_worker::testbed::workflows().definitions;
+                return floe_worker::workflows::replay_command(
+                    &pool,
+                    &registry,
+                    kind.as_deref(),
+                    *id,
+                    *json,
+                )
+                .await;
+            }
             sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS public.testbed_runs (
                  job_id bigint NOT NULL, attempt int NOT NULL, kind text NOT NULL,
@@ -113,6 +126,7 @@ fn main() -> ExitCode {
                     })
                     .backoff(fast),
                 )
+                .workflows(floe_worker::testbed::workflows())
                 .run(stop)
                 .await
         },
