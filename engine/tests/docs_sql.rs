@@ -54,3 +54,39 @@ async fn every_example_in_the_queue_cookbook_runs(pool: PgPool) {
         "the cookbook's retry or delete removed the dead job"
     );
 }
+
+#[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
+async fn every_example_in_the_workflow_cookbook_runs(pool: PgPool) {
+    // A workflow with history, an activity and a deadline to look at.
+    let mut tx = pool.begin().await.expect("begin");
+    let started =
+        floe_engine::workflow::store::start(&mut tx, "k", "key", &serde_json::json!({}), 1, None)
+            .await
+            .expect("start");
+    tx.commit().await.expect("commit");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "UPDATE floe.workflows SET status = 'waiting', deadline = now() - interval '1 minute' WHERE id = '{id}';
+         INSERT INTO floe.history (workflow_id, seq, event, payload, event_at, state_after, status_after)
+              VALUES ('{id}', 1, 'start', '{{}}', now(), 'started', 'waiting');
+         INSERT INTO floe.activities (workflow_id, activity_id, name, input, status, error)
+              VALUES ('{id}', 'a1', 'llm', '{{}}', 'failed', 'timeout');",
+        id = started.id
+    )))
+    .execute(&pool)
+    .await
+    .expect("fixtures");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/workflows.md"))
+        .expect("docs/workflows.md");
+    let blocks = sql_blocks(&doc);
+    assert!(blocks.len() >= 6, "found only {} examples", blocks.len());
+    for block in blocks {
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(block.clone()))
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("docs/workflows.md example failed: {e}\n{block}"));
+        assert!(
+            !rows.is_empty(),
+            "example returned nothing on the fixtures:\n{block}"
+        );
+    }
+}

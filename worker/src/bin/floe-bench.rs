@@ -35,6 +35,12 @@ struct Cli {
     /// Scheduled jobs per W2s repetition.
     #[arg(long, default_value_t = 50)]
     w2s_samples: usize,
+    /// Workflows in W5.
+    #[arg(long, default_value_t = 1_000)]
+    w5_workflows: usize,
+    /// Workflows in W8.
+    #[arg(long, default_value_t = 10_000)]
+    w8_workflows: usize,
     /// Serial enqueues in W3.
     #[arg(long, default_value_t = 2_000)]
     w3_enqueues: usize,
@@ -45,12 +51,16 @@ struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceilings,W1,W1b,W2,W2s,W3,W7"
+        default_value = "ceilings,W1,W1b,W2,W2s,W3,W5,W7,W8"
     )]
     only: Vec<String>,
-    /// Write the Markdown report here.
+    /// Write the Markdown report here (between its floe-bench markers).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Write between `<!-- floe-bench:SECTION:start/end -->` instead of the
+    /// unnamed markers, so that partial runs can keep sections of their own.
+    #[arg(long)]
+    section: Option<String>,
 }
 
 /// One measurement.
@@ -100,28 +110,43 @@ fn main() -> anyhow::Result<()> {
         }
         for rep in 0..cli.reps {
             if want("W1") {
-                bench.burn_down("W1", 1, cli.jobs, rep).await?;
+                let result = bench.burn_down("W1", 1, cli.jobs, rep).await;
+                bench.survive("burn_down", result);
             }
             if want("W1b") {
-                bench.burn_down("W1b", 2, cli.jobs, rep).await?;
-                bench.burn_down("W1b", 4, cli.jobs, rep).await?;
+                let result = bench.burn_down("W1b", 2, cli.jobs, rep).await;
+                bench.survive("burn_down", result);
+                let result = bench.burn_down("W1b", 4, cli.jobs, rep).await;
+                bench.survive("burn_down", result);
             }
             if want("W2") {
-                bench.idle_pickup(cli.w2_samples, rep).await?;
+                let result = bench.idle_pickup(cli.w2_samples, rep).await;
+                bench.survive("idle_pickup", result);
             }
             if want("W2s") {
-                bench.scheduled_lateness(cli.w2s_samples, rep).await?;
+                let result = bench.scheduled_lateness(cli.w2s_samples, rep).await;
+                bench.survive("scheduled_lateness", result);
             }
             if want("W3") {
-                bench.enqueue_cost(cli.w3_enqueues, cli.jobs, rep).await?;
+                let result = bench.enqueue_cost(cli.w3_enqueues, cli.jobs, rep).await;
+                bench.survive("enqueue_cost", result);
+            }
+            if want("W5") {
+                let result = bench.durable_workflows(cli.w5_workflows, rep).await;
+                bench.survive("durable_workflows", result);
             }
             if want("W7") {
-                bench.crash_recovery(cli.jobs, rep).await?;
+                let result = bench.crash_recovery(cli.jobs, rep).await;
+                bench.survive("crash_recovery", result);
+            }
+            if want("W8") {
+                let result = bench.timers(cli.w8_workflows, rep).await;
+                bench.survive("timers", result);
             }
         }
         let report = bench.report(&cli);
         if let Some(out) = &cli.out {
-            write_between_markers(out, &report)?;
+            write_between_markers(out, cli.section.as_deref(), &report)?;
             eprintln!("report written to {}", out.display());
         } else {
             println!("{report}");
@@ -217,6 +242,17 @@ impl Drop for Worker {
 }
 
 impl Bench {
+    /// A workload that failed is reported and the run goes on.
+    fn survive(&mut self, workload: &str, result: anyhow::Result<()>) {
+        if let Err(e) = result {
+            eprintln!("{workload} failed: {e:#}");
+            println!(
+                "{}",
+                json!({ "workload": workload, "error": format!("{e:#}") })
+            );
+        }
+    }
+
     fn record(
         &mut self,
         workload: &str,
@@ -500,6 +536,190 @@ impl Bench {
         Ok(())
     }
 
+    /// W5: workflows of 3 signals and 3 activities (test.pipeline); an
+    /// external client LISTENs for `floe_workflows` and sends each signal as
+    /// soon as its workflow waits for it.
+    async fn durable_workflows(&mut self, n: usize, rep: usize) -> anyhow::Result<()> {
+        use floe_engine::workflow::store as wf;
+        let (url, pool) = self.database(&format!("bench_w5_{rep}")).await?;
+        let _worker = self.worker(&pool, &url, &[]).await?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+        listener
+            .listen(floe_engine::workflow::CHANNEL_WORKFLOWS)
+            .await?;
+        let (xid0, wal0) = counters(&pool).await?;
+        let started = Instant::now();
+        let mut tx = pool.begin().await?;
+        for i in 0..n {
+            wf::start(
+                &mut tx,
+                "test.pipeline",
+                &format!("w5-{i}"),
+                &json!({}),
+                1,
+                None,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        // Four senders, so that one slow signal does not hold up the others.
+        let (send, receive) = tokio::sync::mpsc::unbounded_channel::<(uuid::Uuid, String)>();
+        let receive = std::sync::Arc::new(tokio::sync::Mutex::new(receive));
+        let mut senders = Vec::new();
+        for _ in 0..4 {
+            let (pool, receive) = (pool.clone(), receive.clone());
+            senders.push(tokio::spawn(async move {
+                loop {
+                    let next = receive.lock().await.recv().await;
+                    let Some((id, name)) = next else {
+                        return anyhow::Ok(());
+                    };
+                    let mut conn = pool.acquire().await?;
+                    wf::signal(&mut conn, id, &name, &Value::Null, None).await?;
+                }
+            }));
+        }
+        let mut completed = 0;
+        while completed < n {
+            let note = tokio::time::timeout(Duration::from_secs(60), listener.recv()).await??;
+            let change: Value = serde_json::from_str(note.payload())?;
+            match change["status"].as_str() {
+                Some("waiting") => {
+                    let version = change["version"].as_i64().unwrap_or(0);
+                    let id: uuid::Uuid = serde_json::from_value(change["id"].clone())?;
+                    let _ = send.send((id, format!("s{}", (version + 1) / 2)));
+                }
+                Some("completed") => completed += 1,
+                Some("failed") => anyhow::bail!("a W5 workflow failed: {change}"),
+                _ => {}
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        drop(send);
+        for s in senders {
+            s.await??;
+        }
+        let (xid1, wal1) = counters(&pool).await?;
+        let mut resume: Vec<f64> = sqlx::query_scalar(
+            "SELECT extract(epoch FROM h.applied_at - i.created_at)::float8 * 1000 FROM floe.history h
+               JOIN floe.inbox i USING (workflow_id, seq) WHERE h.event = 'signal'",
+        )
+        .fetch_all(&pool)
+        .await?;
+        let history: i64 = sqlx::query_scalar("SELECT count(*) FROM floe.history")
+            .fetch_one(&pool)
+            .await?;
+        let nf = n as f64;
+        let extra = json!({ "rep": rep, "workflows": n, "seconds": secs });
+        self.record("W5", "workflows/s", nf / secs, "workflows/s", extra.clone());
+        self.record(
+            "W5",
+            "signal→resume p50",
+            percentile(&mut resume, 50.0),
+            "ms",
+            extra.clone(),
+        );
+        self.record(
+            "W5",
+            "signal→resume p95",
+            percentile(&mut resume, 95.0),
+            "ms",
+            extra.clone(),
+        );
+        self.record(
+            "W5",
+            "tx/workflow",
+            (xid1 - xid0 - 1) as f64 / nf,
+            "tx",
+            extra.clone(),
+        );
+        self.record(
+            "W5",
+            "WAL/workflow",
+            (wal1 - wal0) as f64 / nf,
+            "B",
+            extra.clone(),
+        );
+        self.record(
+            "W5",
+            "history rows/workflow",
+            history as f64 / nf,
+            "rows",
+            extra,
+        );
+        pool.close().await;
+        Ok(())
+    }
+
+    /// W8: `n` sleeping workflows whose deadlines fall in the same 10 s
+    /// window; how late each resumes (its timer applied) after its deadline.
+    async fn timers(&mut self, n: usize, rep: usize) -> anyhow::Result<()> {
+        use floe_engine::workflow::store as wf;
+        let (url, pool) = self.database(&format!("bench_w8_{rep}")).await?;
+        let _worker = self.worker(&pool, &url, &[]).await?;
+        let window_start = OffsetDateTime::now_utc() + time::Duration::seconds(30);
+        let mut tx = pool.begin().await?;
+        for i in 0..n {
+            let at = window_start + time::Duration::milliseconds((i as i64 * 10_000) / n as i64);
+            let after_ms = (at - OffsetDateTime::now_utc()).whole_milliseconds() as i64;
+            wf::start(
+                &mut tx,
+                "test.sleeper",
+                &format!("w8-{i}"),
+                &json!({ "after_ms": after_ms }),
+                1,
+                None,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let open: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM floe.workflows WHERE status IN ('running', 'waiting')",
+            )
+            .fetch_one(&pool)
+            .await?;
+            if open == 0 {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "W8: {open} workflows never woke");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut lateness: Vec<f64> = sqlx::query_scalar(
+            "SELECT extract(epoch FROM t.applied_at - (s.commands->0->>'at')::timestamptz)::float8 * 1000
+               FROM floe.history t JOIN floe.history s ON s.workflow_id = t.workflow_id AND s.event = 'start'
+              WHERE t.event = 'timer'",
+        )
+        .fetch_all(&pool)
+        .await?;
+        let extra = json!({ "rep": rep, "workflows": n, "window_s": 10 });
+        self.record(
+            "W8",
+            "timer lateness p50",
+            percentile(&mut lateness, 50.0),
+            "ms",
+            extra.clone(),
+        );
+        self.record(
+            "W8",
+            "timer lateness p99",
+            percentile(&mut lateness, 99.0),
+            "ms",
+            extra.clone(),
+        );
+        self.record(
+            "W8",
+            "timer lateness max",
+            percentile(&mut lateness, 100.0),
+            "ms",
+            extra.clone(),
+        );
+        self.record("W8", "timers fired", lateness.len() as f64, "timers", extra);
+        pool.close().await;
+        Ok(())
+    }
+
     /// W7: kill -9 a worker after 5,000 recorded jobs, start another; how
     /// long until the killed worker's jobs run again, and what was lost or
     /// run twice.
@@ -730,16 +950,20 @@ impl Bench {
     }
 }
 
-const START: &str = "<!-- floe-bench:start -->";
-const END: &str = "<!-- floe-bench:end -->";
-
 /// Replaces what stands between the markers in `path` (appends both when
 /// missing), leaving the hand-written text around them alone.
-fn write_between_markers(path: &std::path::Path, report: &str) -> anyhow::Result<()> {
+fn write_between_markers(
+    path: &std::path::Path,
+    section: Option<&str>,
+    report: &str,
+) -> anyhow::Result<()> {
+    let name = section.map_or_else(String::new, |s| format!("{s}:"));
+    let start = format!("<!-- floe-bench:{name}start -->");
+    let end = format!("<!-- floe-bench:{name}end -->");
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let block = format!("{START}\n{report}{END}");
-    let new = match (old.find(START), old.find(END)) {
-        (Some(a), Some(b)) if a < b => format!("{}{block}{}", &old[..a], &old[b + END.len()..]),
+    let block = format!("{start}\n{report}{end}");
+    let new = match (old.find(&start), old.find(&end)) {
+        (Some(a), Some(b)) if a < b => format!("{}{block}{}", &old[..a], &old[b + end.len()..]),
         _ => format!("{old}\n{block}\n"),
     };
     std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
