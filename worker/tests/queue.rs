@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Testbed, database, eventually, jobs_left, scalar};
+use common::{Testbed, database, eventually, jobs_left, running_jobs, scalar};
 use floe_engine::queue::{JobState, NewJob, store};
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -73,12 +73,7 @@ async fn a_killed_worker_s_jobs_run_again_after_its_lease_and_none_is_lost() {
     );
     assert!(
         eventually(Duration::from_secs(30), || async {
-            scalar(
-                &pool,
-                "SELECT count(*) FROM floe.jobs WHERE state = 'running'",
-            )
-            .await
-                == 4
+            running_jobs(&pool).await == 4
         })
         .await
     );
@@ -395,12 +390,7 @@ async fn shutdown_finishes_running_jobs_and_releases_the_prefetched_ones() {
     let worker = Testbed::start(&url, &["--concurrency", "2", "--prefetch", "20"]);
     assert!(
         eventually(Duration::from_secs(30), || async {
-            scalar(
-                &pool,
-                "SELECT count(*) FROM floe.jobs WHERE state = 'running'",
-            )
-            .await
-                == 22
+            running_jobs(&pool).await == 22
         })
         .await,
         "2 running and 20 prefetched"
@@ -411,15 +401,7 @@ async fn shutdown_finishes_running_jobs_and_releases_the_prefetched_ones() {
         2,
         "the two running jobs finished:\n{log}"
     );
-    assert_eq!(
-        scalar(
-            &pool,
-            "SELECT count(*) FROM floe.jobs WHERE state = 'running'"
-        )
-        .await,
-        0,
-        "nothing left leased"
-    );
+    assert_eq!(running_jobs(&pool).await, 0, "nothing left leased");
     assert_eq!(
         scalar(
             &pool,

@@ -128,3 +128,12 @@ pub async fn scalar(pool: &PgPool, sql: &'static str) -> i64 {
 pub async fn jobs_left(pool: &PgPool) -> i64 {
     scalar(pool, "SELECT count(*) FROM floe.jobs").await
 }
+
+/// Jobs leased right now.
+pub async fn running_jobs(pool: &PgPool) -> i64 {
+    scalar(
+        pool,
+        "SELECT count(*) FROM floe.jobs WHERE state = 'running'",
+    )
+    .await
+}
