@@ -55,26 +55,6 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
-    /// Settings for an existing database at `url`, everything else default.
-    pub fn for_url(url: impl Into<String>) -> Self {
-        Self {
-            url: Some(SecretString::from(url.into())),
-            ..Self::embedded(".floe/postgres")
-        }
-    }
-
-    /// Settings for the embedded cluster kept in `dir`, everything else default.
-    pub fn embedded(dir: impl Into<PathBuf>) -> Self {
-        Self {
-            url: None,
-            max_connections: 16,
-            connect_timeout_secs: 30,
-            migrate: true,
-            embedded_dir: dir.into(),
-            pg_bindir: None,
-        }
-    }
-
     /// [`Self::connect_timeout_secs`] as a duration.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs)

@@ -155,11 +155,6 @@ impl Registry {
     pub fn kinds(&self) -> Vec<String> {
         self.handlers.keys().cloned().collect()
     }
-
-    /// Whether nothing is registered.
-    pub fn is_empty(&self) -> bool {
-        self.handlers.is_empty()
-    }
 }
 
 /// The kind every worker runs: does nothing (benchmarks and probes).

@@ -58,14 +58,6 @@ impl Worker {
         self
     }
 
-    /// The port of the health listener, when there is one.
-    pub fn health_port(&self) -> Option<u16> {
-        self.health
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .map(|a| a.port())
-    }
-
     /// Runs until `shutdown` resolves, then stops claiming, gives running
     /// jobs the shutdown timeout to finish, releases what it claimed but did
     /// not finish, and writes every outcome before returning.
@@ -75,7 +67,7 @@ impl Worker {
     ) -> anyhow::Result<()> {
         let settings = self.settings.clone();
         let (stop_tx, stop) = watch::channel(false);
-        let (wakers, _wakeups) = listener::channels();
+        let wakers = listener::Wakers::new();
         let (shared, outcomes) = Shared::new(
             self.pool.clone(),
             settings.clone(),

@@ -15,19 +15,8 @@ use tokio::sync::watch;
 use super::{CHANNEL_AVAILABLE, CHANNEL_SCHEDULED};
 use crate::workflow::CHANNEL_DEADLINES;
 
-/// Handles to what the listener hears.
-#[derive(Clone, Debug)]
-pub struct Wakeups {
-    /// Bumped when jobs became claimable (or anything may have been missed).
-    pub available: watch::Receiver<u64>,
-    /// The earliest scheduled job or workflow deadline announced since the
-    /// scheduler last looked,
-    /// or `None`; bumped to "now" after a reconnect.
-    pub scheduled: watch::Receiver<Option<OffsetDateTime>>,
-}
-
-/// Senders behind [`Wakeups`]; the listener task owns them, and in-process
-/// producers may use them too (a scheduler that made jobs available wakes its
+/// The process's wake-up channels: the listener task sends on them, and
+/// in-process producers may too (a scheduler that made jobs available wakes its
 /// own process's claimers without a round trip).
 #[derive(Clone, Debug)]
 pub struct Wakers {
@@ -35,7 +24,21 @@ pub struct Wakers {
     scheduled: watch::Sender<Option<OffsetDateTime>>,
 }
 
+impl Default for Wakers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Wakers {
+    /// New channels, with nobody woken yet.
+    pub fn new() -> Self {
+        Self {
+            available: watch::channel(0).0,
+            scheduled: watch::channel(None).0,
+        }
+    }
+
     /// Wakes this process's claimers.
     pub fn wake_available(&self) {
         self.available.send_modify(|n| *n = n.wrapping_add(1));
@@ -59,22 +62,6 @@ impl Wakers {
             }
         });
     }
-}
-
-/// Creates the wake-up channels.
-pub fn channels() -> (Wakers, Wakeups) {
-    let (available_tx, available_rx) = watch::channel(0);
-    let (scheduled_tx, scheduled_rx) = watch::channel(None);
-    (
-        Wakers {
-            available: available_tx,
-            scheduled: scheduled_tx,
-        },
-        Wakeups {
-            available: available_rx,
-            scheduled: scheduled_rx,
-        },
-    )
 }
 
 /// Listens until `stop` is set, reconnecting as needed.

@@ -180,9 +180,4 @@ impl Registry {
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn Definition>> {
         self.definitions.get(kind)
     }
-
-    /// Whether no definition is registered.
-    pub fn is_empty(&self) -> bool {
-        self.definitions.is_empty()
-    }
 }
