@@ -546,6 +546,13 @@ fn spawn_server(
         cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off"]);
     }
+    // Server settings of the operator's own, e.g. for profiling:
+    // FLOE_PG_SETTINGS="shared_preload_libraries=pg_stat_statements work_mem=8MB".
+    if let Ok(settings) = std::env::var("FLOE_PG_SETTINGS") {
+        for setting in settings.split_whitespace() {
+            cmd.args(["-c", setting]);
+        }
+    }
     let err_log = log.try_clone().map_err(io_err("cannot open", &log_path))?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(log))

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use floe_engine::queue::ClaimedJob;
@@ -14,6 +14,7 @@ use floe_engine::workflow::{self, ActivityPolicy, Registry, advance, store};
 use serde::Deserialize;
 use serde_json::Value;
 use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::handlers::{Handler, JobError, payload};
@@ -106,14 +107,15 @@ impl Workflows {
     /// The job handlers for advancing workflows and running activities.
     pub fn handlers(self, pool: PgPool) -> Vec<(&'static str, Handler)> {
         let this = Arc::new(self);
-        let (p1, w1) = (pool.clone(), this.clone());
+        let advancer = Arc::new(Advancer::new(pool.clone(), this.definitions.clone()));
+        let recorder = advancer.clone();
         let advance = Handler::new(move |job: ClaimedJob| {
-            let (pool, workflows) = (p1.clone(), w1.clone());
+            let advancer = advancer.clone();
             async move {
                 let target: AdvanceJob = payload(&job)?;
-                advance::advance(&pool, &workflows.definitions, target.workflow_id)
+                advancer
+                    .submit(Work::Advance(target.workflow_id))
                     .await
-                    .map(|_| ())
                     .map_err(JobError::retryable)
             }
         })
@@ -122,8 +124,8 @@ impl Workflows {
             max: Duration::from_secs(30),
         });
         let activity = Handler::new(move |job: ClaimedJob| {
-            let (pool, workflows) = (pool.clone(), this.clone());
-            async move { run_activity(&pool, &workflows, job).await }
+            let (pool, workflows, advancer) = (pool.clone(), this.clone(), recorder.clone());
+            async move { run_activity(&pool, &workflows, &advancer, job).await }
         })
         // The activity's own policy bounds each attempt (see run_activity).
         .timeout(Duration::from_secs(24 * 3600));
@@ -132,6 +134,123 @@ impl Workflows {
             (workflow::ACTIVITY_JOB, activity),
         ]
     }
+}
+
+/// Most workflows advanced in one transaction.
+const MAX_BATCH: usize = 256;
+/// Transactions of transitions one process runs at a time.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// A workflow to advance, or an activity result to record and apply.
+enum Work {
+    Advance(Uuid),
+    Record(store::ActivityResult),
+}
+
+type AdvanceRequest = (Work, oneshot::Sender<Result<(), String>>);
+
+/// Group commit for transitions: the advance jobs that run at the same time
+/// in this process are applied in one transaction (`advance_many`), so that
+/// under load a transaction carries many workflows and at low load each is
+/// applied at once. A batch that fails (a deadlock between a parent and a
+/// child, say) is retried one workflow per transaction, so that one bad
+/// workflow cannot hold up the others.
+struct Advancer {
+    requests: mpsc::UnboundedSender<AdvanceRequest>,
+    receiver: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<AdvanceRequest>>>,
+    pool: PgPool,
+    definitions: Registry,
+    started: OnceLock<()>,
+}
+
+impl Advancer {
+    fn new(pool: PgPool, definitions: Registry) -> Self {
+        let (requests, receiver) = mpsc::unbounded_channel();
+        Self {
+            requests,
+            receiver: Arc::new(tokio::sync::Mutex::new(receiver)),
+            pool,
+            definitions,
+            started: OnceLock::new(),
+        }
+    }
+
+    /// Applies `id`'s pending events, or records an activity's result and
+    /// applies it; resolves when that is committed.
+    async fn submit(&self, work: Work) -> Result<(), String> {
+        // Started on first use, inside the runtime; the loops end when the
+        // handlers (and so this sender) are dropped.
+        self.started.get_or_init(|| {
+            for _ in 0..BATCHES_IN_FLIGHT {
+                let receiver = self.receiver.clone();
+                let (pool, definitions) = (self.pool.clone(), self.definitions.clone());
+                tokio::spawn(run_batches(receiver, pool, definitions));
+            }
+        });
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send((work, reply))
+            .map_err(|_| "the advancer stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the advancer stopped".to_owned())?
+    }
+}
+
+async fn run_batches(
+    receiver: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<AdvanceRequest>>>,
+    pool: PgPool,
+    definitions: Registry,
+) {
+    loop {
+        let batch = {
+            let mut receiver = receiver.lock().await;
+            let Some(first) = receiver.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let (ids, results) = split(batch.iter().map(|(work, _)| work));
+        match advance::advance_many(&pool, &definitions, &ids, &results).await {
+            Ok(_) => {
+                for (_, reply) in batch {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(e) if batch.len() > 1 => {
+                tracing::warn!(error = %e, workflows = batch.len(),
+                    "batch of transitions failed; applying them one by one");
+                for (work, reply) in batch {
+                    let (ids, results) = split(std::iter::once(&work));
+                    let result = advance::advance_many(&pool, &definitions, &ids, &results).await;
+                    let _ = reply.send(result.map(|_| ()).map_err(|e| e.to_string()));
+                }
+            }
+            Err(e) => {
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+fn split<'a>(work: impl Iterator<Item = &'a Work>) -> (Vec<Uuid>, Vec<store::ActivityResult>) {
+    let (mut ids, mut results) = (Vec::new(), Vec::new());
+    for w in work {
+        match w {
+            Work::Advance(id) => ids.push(*id),
+            Work::Record(result) => results.push(result.clone()),
+        }
+    }
+    (ids, results)
 }
 
 #[derive(Deserialize)]
@@ -149,12 +268,13 @@ struct ActivityJob {
     policy: ActivityPolicy,
 }
 
-/// Runs one attempt of an activity. Its result is recorded once (activity
-/// row + inbox event, in one transaction); a repeated execution of an
-/// attempt whose result is recorded does nothing.
+/// Runs one attempt of an activity. Its final result is recorded once and
+/// applied to its workflow in the same transaction (through the advancer);
+/// a repeated execution of an attempt whose result is recorded does nothing.
 async fn run_activity(
     pool: &PgPool,
     workflows: &Workflows,
+    advancer: &Advancer,
     job: ClaimedJob,
 ) -> Result<(), JobError> {
     let task: ActivityJob = payload(&job)?;
@@ -204,18 +324,16 @@ async fn run_activity(
             }
         }
     };
-    let mut tx = pool.begin().await.map_err(JobError::retryable)?;
-    store::record_activity(
-        &mut tx,
-        task.workflow_id,
-        &task.activity_id,
-        job.attempt,
-        &result,
-    )
-    .await
-    .map_err(JobError::retryable)?;
-    tx.commit().await.map_err(JobError::retryable)?;
-    Ok(())
+    let result = store::ActivityResult {
+        workflow_id: task.workflow_id,
+        activity_id: task.activity_id,
+        attempts: job.attempt,
+        result,
+    };
+    advancer
+        .submit(Work::Record(result))
+        .await
+        .map_err(JobError::retryable)
 }
 
 /// `replay`: checks one workflow, or every open one of a kind, against

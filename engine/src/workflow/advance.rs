@@ -1,8 +1,9 @@
-//! Applying a workflow's pending events: DESIGN.md's eight steps in one
-//! transaction. Lock the row, take the unconsumed inbox events in order,
-//! apply each ([`step`], pure), append the history, write the row, carry out
-//! the commands' effects (activity and child jobs), mark the events consumed
-//! and NOTIFY — all committed together or not at all.
+//! Applying workflows' pending events: DESIGN.md's eight steps in one
+//! transaction, for one workflow or many. Lock the rows, take the inbox
+//! events after each row's `applied_seq` in order, apply each ([`step`],
+//! pure), append the history, write the rows (their new `applied_seq` marks
+//! the events consumed), carry out the commands' effects (activity and child
+//! jobs) and NOTIFY — all committed together or not at all.
 
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
@@ -186,58 +187,146 @@ pub fn step(
     (entry, effects)
 }
 
-/// What [`advance`] did.
+/// What [`advance`] did to one workflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Advanced {
     /// Events applied (including ignored ones).
     pub applied: usize,
-    /// The status afterwards.
+    /// The status afterwards (`None`: no such workflow).
     pub status: Option<Status>,
 }
 
 /// Applies every pending event of workflow `id` in one transaction.
 pub async fn advance(pool: &PgPool, registry: &Registry, id: Uuid) -> store::Result<Advanced> {
-    let mut tx = pool.begin().await?;
-    let Some(mut row) = store::lock(&mut tx, id).await? else {
-        return Ok(Advanced {
+    let mut done = advance_many(pool, registry, &[id], &[]).await?;
+    Ok(done.pop().map_or(
+        Advanced {
             applied: 0,
             status: None,
-        });
-    };
-    let events = store::pending_events(&mut tx, id, row.applied_seq).await?;
-    if events.is_empty() {
-        return Ok(Advanced {
-            applied: 0,
-            status: Some(row.status),
-        });
-    }
-    let definition = registry.get(&row.kind).map(|d| d.as_ref());
-    let mut entries = Vec::with_capacity(events.len());
-    let mut effects = Vec::new();
-    for event in &events {
-        let (entry, more) = step(&mut row, event, definition);
-        entries.push(entry);
-        effects.extend(more);
-    }
-    store::save(&mut tx, &row, &entries).await?;
-    for effect in effects {
-        carry_out(&mut tx, registry, &row, effect).await?;
-    }
-    store::notify_changed(&mut tx, &row).await?;
-    tx.commit().await?;
-    tracing::debug!(workflow_id = %id, kind = %row.kind, state = %row.state, status = %row.status,
-        applied = events.len(), "transition");
-    Ok(Advanced {
-        applied: events.len(),
-        status: Some(row.status),
-    })
+        },
+        |(_, a)| a,
+    ))
 }
 
+/// Records activity `results` (each once) and applies every pending event
+/// of each workflow in `ids` and of the workflows the results belong to, all
+/// in one transaction: a round trip per step of DESIGN.md's eight, however
+/// many workflows. A result is put in its workflow's inbox and applied in the
+/// same transaction that records it. Each workflow's events are applied in
+/// order under its row lock, so one workflow's events never interleave with
+/// another transaction's. Returns what happened to each workflow (in id
+/// order).
+pub async fn advance_many(
+    pool: &PgPool,
+    registry: &Registry,
+    ids: &[Uuid],
+    results: &[store::ActivityResult],
+) -> store::Result<Vec<(Uuid, Advanced)>> {
+    let mut ids: Vec<Uuid> = ids
+        .iter()
+        .copied()
+        .chain(results.iter().map(|r| r.workflow_id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut tx = pool.begin().await?;
+    let mut rows = store::lock_many(&mut tx, &ids).await?;
+    let mut events = Vec::new();
+    for i in store::record_results(&mut tx, results).await? {
+        let result = &results[i];
+        let Ok(at) = rows.binary_search_by_key(&result.workflow_id, |r| r.id) else {
+            continue;
+        };
+        let row = &mut rows[at];
+        // A finished workflow no longer needs the result; it is recorded.
+        if !row.status.is_finished() {
+            row.next_seq += 1;
+            events.push(store::LockedEvent {
+                workflow_id: row.id,
+                seq: row.next_seq,
+                event: "activity".into(),
+                name: Some(result.activity_id.clone()),
+                payload: result.payload(),
+                idempotency_key: Some(format!("activity:{}", result.activity_id)),
+            });
+        }
+    }
+    store::insert_events(&mut tx, &events).await?;
+    let after: Vec<(Uuid, i64)> = rows.iter().map(|r| (r.id, r.applied_seq)).collect();
+    let pending = store::pending_events(&mut tx, &after).await?;
+
+    let mut entries = Vec::with_capacity(pending.len());
+    let mut effects = Vec::new();
+    let mut applied = vec![0usize; rows.len()];
+    let mut index = 0;
+    for (workflow_id, event) in &pending {
+        // Both lists are in id order: walk them together.
+        while rows[index].id != *workflow_id {
+            index += 1;
+        }
+        let row = &mut rows[index];
+        let definition = registry.get(&row.kind).map(|d| d.as_ref());
+        let (entry, more) = step(row, event, definition);
+        entries.push((row.id, entry));
+        effects.extend(more.into_iter().map(|e| (index, e)));
+        applied[index] += 1;
+    }
+    let changed: Vec<&WorkflowRow> = rows
+        .iter()
+        .zip(&applied)
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, _)| r)
+        .collect();
+    if !changed.is_empty() {
+        store::save(&mut tx, &changed, &entries).await?;
+        let mut activities = Vec::new();
+        let mut notes: Vec<(&str, String)> = changed.iter().map(|r| store::changed(r)).collect();
+        for (index, effect) in effects {
+            let gathered = (&mut activities, &mut notes);
+            carry_out(&mut tx, registry, &rows[index], effect, gathered).await?;
+        }
+        store::schedule_activities(&mut tx, &activities).await?;
+        if let Some(earliest) = changed.iter().filter_map(|r| r.deadline).min() {
+            notes.push(store::deadline_set(earliest));
+        }
+        store::notify(&mut tx, &notes).await?;
+    }
+    tx.commit().await?;
+    for (row, n) in rows.iter().zip(&applied).filter(|(_, n)| **n > 0) {
+        tracing::debug!(workflow_id = %row.id, kind = %row.kind, state = %row.state, status = %row.status,
+            applied = n, "transition");
+    }
+    let mut found = rows.iter().zip(&applied).peekable();
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let advanced = match found.next_if(|(r, _)| r.id == id) {
+                Some((row, n)) => Advanced {
+                    applied: *n,
+                    status: Some(row.status),
+                },
+                None => Advanced {
+                    applied: 0,
+                    status: None,
+                },
+            };
+            (id, advanced)
+        })
+        .collect())
+}
+
+/// Carries out one effect of `row`'s transition. Activities and
+/// notifications, the common ones, are gathered for one statement each;
+/// children and parents (rare) are written at once.
 async fn carry_out(
     conn: &mut PgConnection,
     registry: &Registry,
     row: &WorkflowRow,
     effect: Effect,
+    (activities, notes): (
+        &mut Vec<store::NewActivity>,
+        &mut Vec<(&'static str, String)>,
+    ),
 ) -> store::Result<()> {
     match effect {
         Effect::Activity {
@@ -245,8 +334,17 @@ async fn carry_out(
             name,
             input,
             policy,
-        } => {
-            store::schedule_activity(conn, row.id, &id, &name, &input, &policy).await?;
+        } => activities.push(store::NewActivity {
+            workflow_id: row.id,
+            activity_id: id,
+            name,
+            input,
+            policy,
+        }),
+        Effect::Emit { name } => {
+            let payload =
+                json!({ "id": row.id, "kind": row.kind, "emit": name, "version": row.version });
+            notes.push((super::CHANNEL_WORKFLOWS, payload.to_string()));
         }
         Effect::Child { id, kind, input } => {
             let version = registry.get(&kind).map_or(1, |d| d.version());
@@ -278,11 +376,6 @@ async fn carry_out(
                     Err(e) => return Err(e),
                 }
             }
-        }
-        Effect::Emit { name } => {
-            let payload =
-                json!({ "id": row.id, "kind": row.kind, "emit": name, "version": row.version });
-            store::notify(conn, super::CHANNEL_WORKFLOWS, &payload.to_string()).await?;
         }
     }
     Ok(())

@@ -9,8 +9,8 @@ use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::Status;
 use super::registry::StoredEvent;
-use super::{ADVANCE_JOB, Status};
 use crate::queue::{self, NewJob};
 
 /// Errors of the workflow store.
@@ -124,18 +124,20 @@ pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<WorkflowRow
     Ok(row.map(|r| workflow_row!(r)))
 }
 
-/// Reads and locks a workflow for a transition.
-pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<WorkflowRow>> {
-    let row = sqlx::query!(
+/// Reads and locks workflows for a transition, in id order: transactions
+/// that lock overlapping sets take the locks in the same order, so they wait
+/// for each other instead of deadlocking. Unknown ids are left out.
+pub async fn lock_many(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<WorkflowRow>> {
+    let rows = sqlx::query!(
         r#"SELECT id, kind, key, state, status::text AS "status!", context, input, output, error, deadline,
                   deadline_reason, deadline_version, version, definition_version, parent_id, in_flight,
                   next_seq, applied_seq, created_at, updated_at
-             FROM floe.workflows WHERE id = $1 FOR UPDATE"#,
-        id
+             FROM floe.workflows WHERE id = ANY($1) ORDER BY id FOR UPDATE"#,
+        ids
     )
-    .fetch_optional(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(row.map(|r| workflow_row!(r)))
+    Ok(rows.into_iter().map(|r| workflow_row!(r)).collect())
 }
 
 /// The open workflow of `kind` with `key`, if any.
@@ -180,6 +182,9 @@ pub async fn start(
         ), event AS (
             INSERT INTO floe.inbox (workflow_id, seq, event, payload)
             SELECT id, 1, 'start', $4 FROM ins
+        ), job AS (
+            INSERT INTO floe.jobs (kind, payload, state, unique_key, max_attempts)
+            SELECT 'floe.advance', jsonb_build_object('workflow_id', id), 'available', id::text, 1000 FROM ins
         )
         SELECT id AS "id!", true AS "created!" FROM ins
         UNION ALL
@@ -196,13 +201,10 @@ pub async fn start(
     .fetch_optional(&mut *conn)
     .await?;
     match row {
-        Some(r) if r.created => {
-            advance_later(&mut *conn, r.id).await?;
-            Ok(Started {
-                id: r.id,
-                created: true,
-            })
-        }
+        Some(r) if r.created => Ok(Started {
+            id: r.id,
+            created: true,
+        }),
         Some(r) => Ok(Started {
             id: r.id,
             created: false,
@@ -213,15 +215,6 @@ pub async fn start(
             None => Err(Error::Database(sqlx::Error::RowNotFound)),
         },
     }
-}
-
-/// Enqueues the job that applies `id`'s pending events; at most one waits.
-pub async fn advance_later(conn: &mut PgConnection, id: Uuid) -> Result<()> {
-    let job = NewJob::new(ADVANCE_JOB, json!({ "workflow_id": id }))
-        .unique_key(id.to_string())
-        .max_attempts(1000);
-    queue::store::enqueue(conn, &job).await?;
-    Ok(())
 }
 
 /// What [`deliver`] did.
@@ -255,11 +248,19 @@ pub async fn deliver(
                AND ($5::text IS NULL OR NOT EXISTS (
                     SELECT 1 FROM floe.inbox WHERE workflow_id = $1 AND idempotency_key = $5))
             RETURNING next_seq
+        ), ins AS (
+            INSERT INTO floe.inbox (workflow_id, seq, event, name, payload, idempotency_key)
+            SELECT $1, next_seq, $2, $3, $4, $5 FROM w
+            ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING seq
+        ), job AS (
+            INSERT INTO floe.jobs (kind, payload, state, unique_key, max_attempts)
+            SELECT 'floe.advance', jsonb_build_object('workflow_id', $1::uuid), 'available', $1::text, 1000
+              FROM ins
+            ON CONFLICT (queue, kind, unique_key) WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'available')
+            DO NOTHING
         )
-        INSERT INTO floe.inbox (workflow_id, seq, event, name, payload, idempotency_key)
-        SELECT $1, next_seq, $2, $3, $4, $5 FROM w
-        ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-        RETURNING seq
+        SELECT seq FROM ins
         "#,
         id,
         event,
@@ -270,7 +271,6 @@ pub async fn deliver(
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(seq) = seq {
-        advance_later(conn, id).await?;
         return Ok(Delivered::Queued(seq));
     }
     match get(&mut *conn, id).await? {
@@ -308,28 +308,34 @@ pub async fn cancel(conn: &mut PgConnection, id: Uuid, reason: &str) -> Result<D
     .await
 }
 
-/// A workflow's unapplied events, in order.
+/// The unapplied events of each workflow in `after` (id, last applied
+/// sequence), by workflow and in sequence order.
 pub async fn pending_events(
     conn: &mut PgConnection,
-    id: Uuid,
-    after: i64,
-) -> Result<Vec<StoredEvent>> {
+    after: &[(Uuid, i64)],
+) -> Result<Vec<(Uuid, StoredEvent)>> {
+    let (ids, seqs): (Vec<Uuid>, Vec<i64>) = after.iter().copied().unzip();
     let rows = sqlx::query!(
-        "SELECT seq, event, name, payload, created_at FROM floe.inbox
-          WHERE workflow_id = $1 AND seq > $2 AND consumed_at IS NULL ORDER BY seq",
-        id,
-        after
+        r#"SELECT i.workflow_id, i.seq, i.event, i.name, i.payload, i.created_at
+             FROM unnest($1::uuid[], $2::int8[]) AS w(id, after)
+             JOIN floe.inbox i ON i.workflow_id = w.id AND i.seq > w.after
+            ORDER BY i.workflow_id, i.seq"#,
+        &ids,
+        &seqs
     )
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| StoredEvent {
-            seq: r.seq,
-            event: r.event,
-            name: r.name,
-            payload: r.payload,
-            created_at: r.created_at,
+        .map(|r| {
+            let event = StoredEvent {
+                seq: r.seq,
+                event: r.event,
+                name: r.name,
+                payload: r.payload,
+                created_at: r.created_at,
+            };
+            (r.workflow_id, event)
         })
         .collect())
 }
@@ -351,14 +357,16 @@ pub struct HistoryEntry {
     pub note: Option<String>,
 }
 
-/// Writes a transition's results: the history entries, the row, the inbox
-/// marked consumed up to the last entry.
+/// Writes transitions' results, two statements however many workflows: the
+/// history entries (each with its workflow's id) and the rows. A row's
+/// `applied_seq` marks its inbox events up to there consumed.
 pub async fn save(
     conn: &mut PgConnection,
-    row: &WorkflowRow,
-    entries: &[HistoryEntry],
+    rows: &[&WorkflowRow],
+    entries: &[(Uuid, HistoryEntry)],
 ) -> Result<()> {
     let n = entries.len();
+    let mut ids = Vec::with_capacity(n);
     let mut seqs = Vec::with_capacity(n);
     let mut events = Vec::with_capacity(n);
     let mut names: Vec<Option<String>> = Vec::with_capacity(n);
@@ -369,7 +377,8 @@ pub async fn save(
     let mut statuses = Vec::with_capacity(n);
     let mut commands = Vec::with_capacity(n);
     let mut notes: Vec<Option<String>> = Vec::with_capacity(n);
-    for e in entries {
+    for (id, e) in entries {
+        ids.push(*id);
         seqs.push(e.event.seq);
         events.push(e.event.event.clone());
         names.push(e.event.name.clone());
@@ -385,11 +394,11 @@ pub async fn save(
         r#"
         INSERT INTO floe.history (workflow_id, seq, event, name, payload, event_at, state_before, state_after,
                                   status_after, commands, note)
-        SELECT $1, s, e, n, p, t, b, a, st::floe.workflow_status, c, nt
-          FROM unnest($2::int8[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[], $7::text[], $8::text[],
-                      $9::text[], $10::jsonb[], $11::text[]) AS x(s, e, n, p, t, b, a, st, c, nt)
+        SELECT w, s, e, n, p, t, b, a, st::floe.workflow_status, c, nt
+          FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[], $7::text[],
+                      $8::text[], $9::text[], $10::jsonb[], $11::text[]) AS x(w, s, e, n, p, t, b, a, st, c, nt)
         "#,
-        row.id,
+        &ids,
         &seqs,
         &events,
         &names as &[Option<String>],
@@ -403,141 +412,287 @@ pub async fn save(
     )
     .execute(&mut *conn)
     .await?;
-    let finished = row.status.is_finished();
+
+    let n = rows.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut states = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut contexts = Vec::with_capacity(n);
+    let mut outputs: Vec<Option<Value>> = Vec::with_capacity(n);
+    let mut errors: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut deadlines: Vec<Option<OffsetDateTime>> = Vec::with_capacity(n);
+    let mut reasons: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut deadline_versions = Vec::with_capacity(n);
+    let mut versions = Vec::with_capacity(n);
+    let mut in_flights = Vec::with_capacity(n);
+    let mut applied = Vec::with_capacity(n);
+    let mut next_seqs = Vec::with_capacity(n);
+    let mut finished = Vec::with_capacity(n);
+    for row in rows {
+        ids.push(row.id);
+        states.push(row.state.clone());
+        statuses.push(row.status.as_str().to_owned());
+        contexts.push(row.context.clone());
+        outputs.push(row.output.clone());
+        errors.push(row.error.clone());
+        deadlines.push(row.deadline);
+        reasons.push(row.deadline_reason.clone());
+        deadline_versions.push(row.deadline_version);
+        versions.push(row.version);
+        in_flights.push(row.in_flight);
+        applied.push(row.applied_seq);
+        next_seqs.push(row.next_seq);
+        finished.push(row.status.is_finished());
+    }
     sqlx::query!(
         r#"
-        UPDATE floe.workflows
-           SET state = $2, status = $3::text::floe.workflow_status, context = $4, output = $5, error = $6,
-               deadline = $7, deadline_reason = $8, deadline_version = $9, version = $10, in_flight = $11,
-               applied_seq = $12, updated_at = now(),
-               finished_at = CASE WHEN $13 THEN coalesce(finished_at, now()) END
-         WHERE id = $1
+        UPDATE floe.workflows w
+           SET state = x.state, status = x.status::floe.workflow_status, context = x.context, output = x.output,
+               error = x.error, deadline = x.deadline, deadline_reason = x.reason,
+               deadline_version = x.deadline_version, version = x.version, in_flight = x.in_flight,
+               applied_seq = x.applied_seq, next_seq = greatest(w.next_seq, x.next_seq), updated_at = now(),
+               finished_at = CASE WHEN x.finished THEN coalesce(w.finished_at, now()) END
+          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[], $7::timestamptz[],
+                      $8::text[], $9::int8[], $10::int8[], $11::int4[], $12::int8[], $13::int8[], $14::bool[])
+               AS x(id, state, status, context, output, error, deadline, reason, deadline_version, version,
+                    in_flight, applied_seq, next_seq, finished)
+         WHERE w.id = x.id
         "#,
-        row.id,
-        row.state,
-        row.status.as_str(),
-        row.context,
-        row.output,
-        row.error,
-        row.deadline,
-        row.deadline_reason,
-        row.deadline_version,
-        row.version,
-        row.in_flight,
-        row.applied_seq,
-        finished,
+        &ids,
+        &states,
+        &statuses,
+        &contexts,
+        &outputs as &[Option<Value>],
+        &errors as &[Option<String>],
+        &deadlines as &[Option<OffsetDateTime>],
+        &reasons as &[Option<String>],
+        &deadline_versions,
+        &versions,
+        &in_flights,
+        &applied,
+        &next_seqs,
+        &finished,
     )
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// Sends each `(channel, payload)` when the transaction commits, in one
+/// statement.
+pub async fn notify(conn: &mut PgConnection, notes: &[(&str, String)]) -> Result<()> {
+    if notes.is_empty() {
+        return Ok(());
+    }
+    let (channels, payloads): (Vec<&str>, Vec<&str>) =
+        notes.iter().map(|(c, p)| (*c, p.as_str())).unzip();
     sqlx::query!(
-        "UPDATE floe.inbox SET consumed_at = now() WHERE workflow_id = $1 AND seq <= $2 AND consumed_at IS NULL",
-        row.id,
-        row.applied_seq
+        "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
+        &channels as &[&str],
+        &payloads as &[&str]
     )
     .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-/// Sends `payload` on `channel` when the transaction commits.
-pub async fn notify(conn: &mut PgConnection, channel: &str, payload: &str) -> Result<()> {
-    sqlx::query!("SELECT pg_notify($1, $2)", channel, payload)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Tells listeners (the API's push, the timer loops) that `row` changed;
-/// PostgreSQL delivers it only if the transaction commits.
-pub async fn notify_changed(conn: &mut PgConnection, row: &WorkflowRow) -> Result<()> {
+/// The notification that tells listeners (the API's push) that `row`
+/// changed.
+pub fn changed(row: &WorkflowRow) -> (&'static str, String) {
     let payload =
         json!({ "id": row.id, "kind": row.kind, "version": row.version, "status": row.status });
-    notify(conn, super::CHANNEL_WORKFLOWS, &payload.to_string()).await?;
-    if let Some(deadline) = row.deadline {
-        let ms = (deadline.unix_timestamp_nanos() / 1_000_000).to_string();
-        notify(conn, super::CHANNEL_DEADLINES, &ms).await?;
-    }
-    Ok(())
+    (super::CHANNEL_WORKFLOWS, payload.to_string())
 }
 
-/// Records an activity a transition asked for and enqueues its job.
-pub async fn schedule_activity(
-    conn: &mut PgConnection,
-    workflow_id: Uuid,
-    activity_id: &str,
-    name: &str,
-    input: &Value,
-    policy: &super::ActivityPolicy,
-) -> Result<()> {
+/// The notification that wakes timer loops for a deadline (milliseconds
+/// since the epoch), so that a nearer one than they sleep for is not late.
+pub fn deadline_set(deadline: OffsetDateTime) -> (&'static str, String) {
+    let ms = deadline.unix_timestamp_nanos() / 1_000_000;
+    (super::CHANNEL_DEADLINES, ms.to_string())
+}
+
+/// An activity a transition asked for.
+#[derive(Debug, Clone)]
+pub struct NewActivity {
+    /// The workflow.
+    pub workflow_id: Uuid,
+    /// Its id within the workflow.
+    pub activity_id: String,
+    /// The registered activity.
+    pub name: String,
+    /// Its input.
+    pub input: Value,
+    /// Its retry policy.
+    pub policy: super::ActivityPolicy,
+}
+
+/// Records activities transitions asked for and enqueues their jobs (two
+/// statements however many). One recorded before (a repeated transition)
+/// gets no second job.
+pub async fn schedule_activities(conn: &mut PgConnection, new: &[NewActivity]) -> Result<()> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let workflow_ids: Vec<Uuid> = new.iter().map(|a| a.workflow_id).collect();
+    let activity_ids: Vec<&str> = new.iter().map(|a| a.activity_id.as_str()).collect();
+    let names: Vec<&str> = new.iter().map(|a| a.name.as_str()).collect();
+    let inputs: Vec<&Value> = new.iter().map(|a| &a.input).collect();
     let inserted = sqlx::query!(
-        "INSERT INTO floe.activities (workflow_id, activity_id, name, input) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (workflow_id, activity_id) DO NOTHING",
-        workflow_id,
-        activity_id,
-        name,
-        input
+        r#"INSERT INTO floe.activities (workflow_id, activity_id, name, input)
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])
+           ON CONFLICT (workflow_id, activity_id) DO NOTHING
+           RETURNING workflow_id, activity_id"#,
+        &workflow_ids,
+        &activity_ids as &[&str],
+        &names as &[&str],
+        &inputs as &[&Value],
     )
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
-        let job = NewJob::new(
-            super::ACTIVITY_JOB,
-            json!({ "workflow_id": workflow_id, "activity_id": activity_id, "name": name, "input": input, "policy": policy }),
-        )
-        .max_attempts(policy.max_attempts.max(1));
-        queue::store::enqueue(&mut *conn, &job).await?;
-    }
+    .fetch_all(&mut *conn)
+    .await?;
+    let jobs: Vec<NewJob> = new
+        .iter()
+        .filter(|a| {
+            inserted
+                .iter()
+                .any(|r| r.workflow_id == a.workflow_id && r.activity_id == a.activity_id)
+        })
+        .map(|a| {
+            NewJob::new(
+                super::ACTIVITY_JOB,
+                json!({ "workflow_id": a.workflow_id, "activity_id": a.activity_id, "name": a.name,
+                        "input": a.input, "policy": a.policy }),
+            )
+            .max_attempts(a.policy.max_attempts.max(1))
+        })
+        .collect();
+    queue::store::enqueue_many(&mut *conn, &jobs).await?;
     Ok(())
 }
 
-/// Records an activity's final result once and delivers it to its workflow.
-/// Returns false when it had been recorded already (a repeated execution).
-pub async fn record_activity(
+/// An activity's final result, to be recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityResult {
+    /// The workflow.
+    pub workflow_id: Uuid,
+    /// Its id within the workflow.
+    pub activity_id: String,
+    /// Attempts it took.
+    pub attempts: i32,
+    /// Its output, or why it failed for good.
+    pub result: Result<Value, String>,
+}
+
+impl ActivityResult {
+    /// The inbox event that delivers it: `{"id", "ok"}` or `{"id", "error"}`.
+    pub fn payload(&self) -> Value {
+        match &self.result {
+            Ok(v) => json!({ "id": self.activity_id, "ok": v }),
+            Err(e) => json!({ "id": self.activity_id, "error": e }),
+        }
+    }
+}
+
+/// Records activities' final results, each once: returns the indexes (into
+/// `results`) of those recorded now; one recorded before (a repeated
+/// execution) is left out.
+pub async fn record_results(
     conn: &mut PgConnection,
-    workflow_id: Uuid,
-    activity_id: &str,
-    attempts: i32,
-    result: &Result<Value, String>,
-) -> Result<bool> {
-    let (status, ok, error) = match result {
-        Ok(v) => ("completed", Some(v.clone()), None),
-        Err(e) => ("failed", None, Some(e.clone())),
-    };
-    let recorded = sqlx::query!(
-        "UPDATE floe.activities SET status = $3, result = $4, error = $5, attempts = $6, finished_at = now()
-          WHERE workflow_id = $1 AND activity_id = $2 AND status = 'scheduled'",
-        workflow_id,
-        activity_id,
-        status,
-        ok,
-        error,
-        attempts
+    results: &[ActivityResult],
+) -> Result<Vec<usize>> {
+    if results.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = results.len();
+    let mut indexes = Vec::with_capacity(n);
+    let mut workflow_ids = Vec::with_capacity(n);
+    let mut activity_ids = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut oks: Vec<Option<&Value>> = Vec::with_capacity(n);
+    let mut errors: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut attempts = Vec::with_capacity(n);
+    for (i, r) in results.iter().enumerate() {
+        indexes.push(i as i32);
+        workflow_ids.push(r.workflow_id);
+        activity_ids.push(r.activity_id.as_str());
+        statuses.push(if r.result.is_ok() {
+            "completed"
+        } else {
+            "failed"
+        });
+        oks.push(r.result.as_ref().ok());
+        errors.push(r.result.as_ref().err().map(String::as_str));
+        attempts.push(r.attempts);
+    }
+    let recorded = sqlx::query_scalar!(
+        r#"
+        UPDATE floe.activities a
+           SET status = x.status, result = x.ok, error = x.error, attempts = x.attempts, finished_at = now()
+          FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::int4[])
+               AS x(i, workflow_id, activity_id, status, ok, error, attempts)
+         WHERE a.workflow_id = x.workflow_id AND a.activity_id = x.activity_id AND a.status = 'scheduled'
+        RETURNING x.i AS "i!"
+        "#,
+        &indexes,
+        &workflow_ids,
+        &activity_ids as &[&str],
+        &statuses as &[&str],
+        &oks as &[Option<&Value>],
+        &errors as &[Option<&str>],
+        &attempts,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut recorded: Vec<usize> = recorded.into_iter().map(|i| i as usize).collect();
+    recorded.sort_unstable();
+    Ok(recorded)
+}
+
+/// An event for a workflow whose row this transaction holds locked (so its
+/// sequence number is known without a round trip).
+#[derive(Debug, Clone)]
+pub struct LockedEvent {
+    /// The workflow.
+    pub workflow_id: Uuid,
+    /// Its sequence number: the row's `next_seq` plus one.
+    pub seq: i64,
+    /// The event.
+    pub event: String,
+    /// Its name.
+    pub name: Option<String>,
+    /// Its data.
+    pub payload: Value,
+    /// Unique per workflow.
+    pub idempotency_key: Option<String>,
+}
+
+/// Puts events in the inboxes of workflows this transaction has locked, in
+/// one statement; the caller writes the rows' `next_seq`.
+pub async fn insert_events(conn: &mut PgConnection, events: &[LockedEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.workflow_id).collect();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    let names: Vec<Option<&str>> = events.iter().map(|e| e.name.as_deref()).collect();
+    let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
+    let keys: Vec<Option<&str>> = events
+        .iter()
+        .map(|e| e.idempotency_key.as_deref())
+        .collect();
+    sqlx::query!(
+        "INSERT INTO floe.inbox (workflow_id, seq, event, name, payload, idempotency_key)
+         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::jsonb[], $6::text[])",
+        &ids,
+        &seqs,
+        &kinds as &[&str],
+        &names as &[Option<&str>],
+        &payloads as &[&Value],
+        &keys as &[Option<&str>],
     )
     .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if recorded == 0 {
-        return Ok(false);
-    }
-    let payload = match result {
-        Ok(v) => json!({ "id": activity_id, "ok": v }),
-        Err(e) => json!({ "id": activity_id, "error": e }),
-    };
-    match deliver(
-        conn,
-        workflow_id,
-        "activity",
-        Some(activity_id),
-        &payload,
-        Some(&format!("activity:{activity_id}")),
-    )
-    .await
-    {
-        // A finished workflow no longer needs the result; it is recorded.
-        Ok(_) | Err(Error::Finished { .. }) => Ok(true),
-        Err(e) => Err(e),
-    }
+    .await?;
+    Ok(())
 }
 
 /// Whether an activity's result is recorded already.

@@ -80,6 +80,11 @@ struct Bench {
     pgbench: PathBuf,
 }
 
+/// The queue workloads' worker settings (W1–W3, W7): concurrency 16, as the
+/// queue figures in docs/BENCHMARKS.md were measured. The workflow workloads
+/// run the worker's defaults.
+const QUEUE_WORKER: &[&str] = &["--concurrency", "16"];
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -334,7 +339,7 @@ impl Bench {
         };
         let before = listening().await?;
         let child = Command::new(&self.testbed)
-            .args(["--concurrency", "16", "--database-migrate", "false"])
+            .args(["--database-migrate", "false"])
             .args(extra)
             .env("DATABASE_URL", url.expose_secret())
             .env("FLOE__LOG__FILTER", "error")
@@ -367,7 +372,7 @@ impl Bench {
             .await?;
         let mut workers = Vec::new();
         for _ in 0..processes {
-            workers.push(self.worker(&pool, &url, &[]).await?);
+            workers.push(self.worker(&pool, &url, QUEUE_WORKER).await?);
         }
         let batch: Vec<NewJob> = (0..jobs)
             .map(|_| NewJob::new("floe.noop", json!({})))
@@ -411,7 +416,7 @@ impl Bench {
     /// the enqueue call to the handler's start.
     async fn idle_pickup(&mut self, samples: usize, rep: usize) -> anyhow::Result<()> {
         let (url, pool) = self.database(&format!("bench_w2_{rep}")).await?;
-        let _worker = self.worker(&pool, &url, &[]).await?;
+        let _worker = self.worker(&pool, &url, QUEUE_WORKER).await?;
         let mut rng = Lcg(42 + rep as u64);
         let mut latencies = Vec::with_capacity(samples);
         for _ in 0..samples {
@@ -434,7 +439,7 @@ impl Bench {
     /// how late each handler starts after its run_at.
     async fn scheduled_lateness(&mut self, samples: usize, rep: usize) -> anyhow::Result<()> {
         let (url, pool) = self.database(&format!("bench_w2s_{rep}")).await?;
-        let _worker = self.worker(&pool, &url, &[]).await?;
+        let _worker = self.worker(&pool, &url, QUEUE_WORKER).await?;
         let mut rng = Lcg(7 + rep as u64);
         let mut lateness = Vec::with_capacity(samples);
         for _ in 0..samples {
@@ -609,6 +614,12 @@ impl Bench {
         let history: i64 = sqlx::query_scalar("SELECT count(*) FROM floe.history")
             .fetch_one(&pool)
             .await?;
+        // History rows written by one transaction share its start time.
+        let per_tx: f64 = sqlx::query_scalar(
+            "SELECT count(*)::float8 / count(DISTINCT applied_at) FROM floe.history",
+        )
+        .fetch_one(&pool)
+        .await?;
         let nf = n as f64;
         let extra = json!({ "rep": rep, "workflows": n, "seconds": secs });
         self.record("W5", "workflows/s", nf / secs, "workflows/s", extra.clone());
@@ -645,8 +656,12 @@ impl Bench {
             "history rows/workflow",
             history as f64 / nf,
             "rows",
-            extra,
+            extra.clone(),
         );
+        self.record("W5", "events applied/transaction", per_tx, "events", extra);
+        // The listener holds one of the pool's connections: close() would
+        // wait for it forever.
+        drop(listener);
         pool.close().await;
         Ok(())
     }
@@ -731,7 +746,13 @@ impl Bench {
             .map(|_| NewJob::new("test.record", json!({})))
             .collect();
         store::enqueue_many(&pool, &batch).await?;
-        let mut victim = self.worker(&pool, &url, &["--lease-ms", &lease]).await?;
+        let mut victim = self
+            .worker(
+                &pool,
+                &url,
+                &[QUEUE_WORKER, &["--lease-ms", &lease]].concat(),
+            )
+            .await?;
         let kill_after = (jobs / 4) as i64;
         loop {
             let done: i64 = sqlx::query_scalar("SELECT count(*) FROM testbed_runs")
@@ -748,7 +769,13 @@ impl Bench {
         let held: Vec<i64> = sqlx::query_scalar("SELECT id FROM floe.jobs WHERE state = 'running'")
             .fetch_all(&pool)
             .await?;
-        let _successor = self.worker(&pool, &url, &["--lease-ms", &lease]).await?;
+        let _successor = self
+            .worker(
+                &pool,
+                &url,
+                &[QUEUE_WORKER, &["--lease-ms", &lease]].concat(),
+            )
+            .await?;
         drained(&pool, "W7").await?;
         let last_rerun: Option<OffsetDateTime> = sqlx::query_scalar(
             "SELECT max(started_at) FROM testbed_runs WHERE job_id = ANY($1) AND started_at >= $2",
