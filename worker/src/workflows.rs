@@ -278,9 +278,15 @@ async fn run_activity(
     job: ClaimedJob,
 ) -> Result<(), JobError> {
     let task: ActivityJob = payload(&job)?;
-    if store::activity_done(pool, task.workflow_id, &task.activity_id)
-        .await
-        .map_err(JobError::retryable)?
+    // A later attempt may follow a run that recorded the result and died
+    // before acknowledging the job: skip the work then. A first attempt has
+    // nothing to find (only runs of this job record its result), so it
+    // saves the round trip. Either way the result is recorded once: the
+    // recording UPDATE only matches an activity still `scheduled`.
+    if job.attempt > 1
+        && store::activity_done(pool, task.workflow_id, &task.activity_id)
+            .await
+            .map_err(JobError::retryable)?
     {
         return Ok(());
     }

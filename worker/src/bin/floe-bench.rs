@@ -47,11 +47,11 @@ struct Cli {
     /// Seconds per pgbench ceiling run.
     #[arg(long, default_value_t = 5)]
     ceiling_secs: u64,
-    /// Workloads to run, comma-separated (W1, W1b, W2, W2s, W3, W7, ceilings).
+    /// Workloads to run, comma-separated (ceilings, W1, W1b, W2, W2s, W3, W5, W7, W7w, W8).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceilings,W1,W1b,W2,W2s,W3,W5,W7,W8"
+        default_value = "ceilings,W1,W1b,W2,W2s,W3,W5,W7,W7w,W8"
     )]
     only: Vec<String>,
     /// Write the Markdown report here (between its floe-bench markers).
@@ -83,6 +83,9 @@ struct Bench {
 /// The queue workloads' worker settings (W1–W3, W7): concurrency 16, as the
 /// queue figures in docs/BENCHMARKS.md were measured. The workflow workloads
 /// run the worker's defaults.
+/// Signals sent one at a time to an idle workflow after W5.
+const IDLE_SIGNALS: i64 = 100;
+
 const QUEUE_WORKER: &[&str] = &["--concurrency", "16"];
 
 fn main() -> anyhow::Result<()> {
@@ -137,7 +140,11 @@ fn main() -> anyhow::Result<()> {
                 bench.survive("enqueue_cost", result);
             }
             if want("W5") {
-                let result = bench.durable_workflows(cli.w5_workflows, rep).await;
+                let result = bench.durable_workflows(cli.w5_workflows, rep, false).await;
+                bench.survive("durable_workflows", result);
+            }
+            if want("W7w") {
+                let result = bench.durable_workflows(cli.w5_workflows, rep, true).await;
                 bench.survive("durable_workflows", result);
             }
             if want("W7") {
@@ -238,6 +245,15 @@ async fn drained(pool: &PgPool, workload: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Connections of this database that LISTEN (one per worker process).
+async fn listeners(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_one(pool)
+    .await
+}
+
 struct Worker(Child);
 impl Drop for Worker {
     fn drop(&mut self) {
@@ -330,13 +346,7 @@ impl Bench {
         url: &SecretString,
         extra: &[&str],
     ) -> anyhow::Result<Worker> {
-        let listening = || async {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-            )
-            .fetch_one(pool)
-            .await
-        };
+        let listening = || listeners(pool);
         let before = listening().await?;
         let child = Command::new(&self.testbed)
             .args(["--database-migrate", "false"])
@@ -544,10 +554,22 @@ impl Bench {
     /// W5: workflows of 3 signals and 3 activities (test.pipeline); an
     /// external client LISTENs for `floe_workflows` and sends each signal as
     /// soon as its workflow waits for it.
-    async fn durable_workflows(&mut self, n: usize, rep: usize) -> anyhow::Result<()> {
+    ///
+    /// With `crash` (W7w), the worker is killed with SIGKILL when 30 % of
+    /// the workflows have completed and a successor started: how long until
+    /// the jobs it held run again, whether every workflow still completes
+    /// with each transition applied once, and how many activities ran again.
+    async fn durable_workflows(&mut self, n: usize, rep: usize, crash: bool) -> anyhow::Result<()> {
         use floe_engine::workflow::store as wf;
-        let (url, pool) = self.database(&format!("bench_w5_{rep}")).await?;
-        let _worker = self.worker(&pool, &url, &[]).await?;
+        let workload = if crash { "W7w" } else { "W5" };
+        let (url, pool) = self
+            .database(&format!("bench_{}_{rep}", workload.to_lowercase()))
+            .await?;
+        let lease = ["--lease-ms", "5000"];
+        let settings: &[&str] = if crash { &lease } else { &[] };
+        let mut worker = self.worker(&pool, &url, settings).await?;
+        let mut successor = None;
+        let mut crashed_at = None;
         let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
         listener
             .listen(floe_engine::workflow::CHANNEL_WORKFLOWS)
@@ -594,8 +616,33 @@ impl Bench {
                     let id: uuid::Uuid = serde_json::from_value(change["id"].clone())?;
                     let _ = send.send((id, format!("s{}", (version + 1) / 2)));
                 }
-                Some("completed") => completed += 1,
-                Some("failed") => anyhow::bail!("a W5 workflow failed: {change}"),
+                Some("completed") => {
+                    completed += 1;
+                    if crash && completed == n * 3 / 10 {
+                        let pattern = format!("%:{}:%", worker.0.id());
+                        let alive = listeners(&pool).await?;
+                        worker.0.kill()?;
+                        let killed = Instant::now();
+                        // Its LISTEN connection must be gone before the
+                        // successor's readiness (one more) can be seen.
+                        while listeners(&pool).await? >= alive {
+                            anyhow::ensure!(
+                                killed.elapsed() < Duration::from_secs(10),
+                                "killed worker's connection stays"
+                            );
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        let held: Vec<i64> = sqlx::query_scalar(
+                            "SELECT id FROM floe.jobs WHERE lease_owner LIKE $1",
+                        )
+                        .bind(&pattern)
+                        .fetch_all(&pool)
+                        .await?;
+                        successor = Some(self.worker(&pool, &url, settings).await?);
+                        crashed_at = Some((killed, held, pattern));
+                    }
+                }
+                Some("failed") => anyhow::bail!("a {workload} workflow failed: {change}"),
                 _ => {}
             }
         }
@@ -603,6 +650,14 @@ impl Bench {
         drop(send);
         for s in senders {
             s.await??;
+        }
+        if let Some((killed, held, pattern)) = crashed_at {
+            drop(listener);
+            self.crash_figures(&pool, n, rep, killed, &held, &pattern)
+                .await?;
+            drop((worker, successor));
+            pool.close().await;
+            return Ok(());
         }
         let (xid1, wal1) = counters(&pool).await?;
         let mut resume: Vec<f64> = sqlx::query_scalar(
@@ -659,10 +714,104 @@ impl Bench {
             extra.clone(),
         );
         self.record("W5", "events applied/transaction", per_tx, "events", extra);
+
+        // The same path idle: one workflow, one signal at a time after a
+        // random gap, each sent once the previous one is applied.
+        let idle = {
+            let mut conn = pool.acquire().await?;
+            wf::start(&mut conn, "test.counter", "w5-idle", &json!({}), 1, None)
+                .await?
+                .id
+        };
+        let mut rng = Lcg(7 + rep as u64);
+        for i in 0..=IDLE_SIGNALS {
+            // i = 0 waits for the start event to be applied.
+            if i > 0 {
+                tokio::time::sleep(Duration::from_secs_f64(0.02 + 0.08 * rng.unit())).await;
+                let mut conn = pool.acquire().await?;
+                wf::signal(&mut conn, idle, "add", &json!({ "tag": i }), None).await?;
+            }
+            loop {
+                let note = tokio::time::timeout(Duration::from_secs(10), listener.recv()).await??;
+                let change: Value = serde_json::from_str(note.payload())?;
+                if change["id"] == json!(idle) && change["version"] == json!(i + 1) {
+                    break;
+                }
+            }
+        }
+        let mut idle_resume: Vec<f64> = sqlx::query_scalar(
+            "SELECT extract(epoch FROM h.applied_at - i.created_at)::float8 * 1000 FROM floe.history h
+               JOIN floe.inbox i USING (workflow_id, seq) WHERE h.event = 'signal' AND h.workflow_id = $1",
+        )
+        .bind(idle)
+        .fetch_all(&pool)
+        .await?;
+        let extra = json!({ "rep": rep, "samples": idle_resume.len() });
+        for p in [50.0, 95.0] {
+            self.record(
+                "W5",
+                &format!("signal→resume idle p{p}"),
+                percentile(&mut idle_resume, p),
+                "ms",
+                extra.clone(),
+            );
+        }
         // The listener holds one of the pool's connections: close() would
         // wait for it forever.
         drop(listener);
         pool.close().await;
+        Ok(())
+    }
+
+    /// W7w's figures, once every workflow has completed.
+    async fn crash_figures(
+        &mut self,
+        pool: &PgPool,
+        n: usize,
+        rep: usize,
+        killed: Instant,
+        held: &[i64],
+        victim: &str,
+    ) -> anyhow::Result<()> {
+        // The victim's jobs run again once the rescuer takes them back and
+        // the successor claims them (or are finished and gone by now).
+        let rerun = loop {
+            let still: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM floe.jobs WHERE id = ANY($1) AND lease_owner LIKE $2",
+            )
+            .bind(held)
+            .bind(victim)
+            .fetch_one(pool)
+            .await?;
+            if still == 0 {
+                break killed.elapsed().as_secs_f64();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let (completed, wrong_versions, history, reruns): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM floe.workflows WHERE status = 'completed'),
+                    (SELECT count(*) FROM floe.workflows WHERE version <> 7),
+                    (SELECT count(*) FROM floe.history),
+                    (SELECT coalesce(sum(attempts - 1), 0)::int8 FROM floe.activities)",
+        )
+        .fetch_one(pool)
+        .await?;
+        let extra =
+            json!({ "rep": rep, "workflows": n, "lease_ms": 5000, "jobs_held": held.len() });
+        let figures = [
+            ("held jobs run again after (s)", rerun, "s"),
+            ("workflows lost", (n as i64 - completed) as f64, "workflows"),
+            (
+                "workflows not at 7 transitions",
+                wrong_versions as f64,
+                "workflows",
+            ),
+            ("history rows/workflow", history as f64 / n as f64, "rows"),
+            ("activity re-executions", reruns as f64, "runs"),
+        ];
+        for (metric, value, unit) in figures {
+            self.record("W7w", metric, value, unit, extra.clone());
+        }
         Ok(())
     }
 
@@ -672,11 +821,13 @@ impl Bench {
         use floe_engine::workflow::store as wf;
         let (url, pool) = self.database(&format!("bench_w8_{rep}")).await?;
         let _worker = self.worker(&pool, &url, &[]).await?;
-        let window_start = OffsetDateTime::now_utc() + time::Duration::seconds(30);
         let mut tx = pool.begin().await?;
+        // test.sleeper's deadline is its start event's time (this
+        // transaction's now()) plus after_ms: offsets from that instant
+        // spread the deadlines evenly over the window.
+        let for_ms = |i: usize| 30_000 + (i as i64 * 10_000) / n as i64;
         for i in 0..n {
-            let at = window_start + time::Duration::milliseconds((i as i64 * 10_000) / n as i64);
-            let after_ms = (at - OffsetDateTime::now_utc()).whole_milliseconds() as i64;
+            let after_ms = for_ms(i);
             wf::start(
                 &mut tx,
                 "test.sleeper",
