@@ -149,10 +149,10 @@ enum Work {
 
 type AdvanceRequest = (Work, oneshot::Sender<Result<(), String>>);
 
-/// Group commit for transitions: the advance jobs that run at the same time
-/// in this process are applied in one transaction (`advance_many`), so that
-/// under load a transaction carries many workflows and at low load each is
-/// applied at once. A batch that fails (a deadlock between a parent and a
+/// Group commit for transitions: the advance jobs and the activity results
+/// that arrive at the same time in this process are recorded and applied in
+/// one transaction (`advance_many`), so that under load a transaction
+/// carries many workflows and at low load each is applied at once. A batch that fails (a deadlock between a parent and a
 /// child, say) is retried one workflow per transaction, so that one bad
 /// workflow cannot hold up the others.
 struct Advancer {
