@@ -217,40 +217,46 @@ async fn run_batches(
             }
             batch
         };
-        let (ids, results) = split(batch.iter().map(|(work, _)| work));
+        let (mut ids, mut id_replies) = (Vec::new(), Vec::new());
+        let (mut results, mut result_replies) = (Vec::new(), Vec::new());
+        for (work, reply) in batch {
+            match work {
+                Work::Advance(id) => {
+                    ids.push(id);
+                    id_replies.push(reply);
+                }
+                Work::Record(result) => {
+                    results.push(result);
+                    result_replies.push(reply);
+                }
+            }
+        }
         match advance::advance_many(&pool, &definitions, &ids, &results).await {
             Ok(_) => {
-                for (_, reply) in batch {
+                for reply in id_replies.into_iter().chain(result_replies) {
                     let _ = reply.send(Ok(()));
                 }
             }
-            Err(e) if batch.len() > 1 => {
-                tracing::warn!(error = %e, workflows = batch.len(),
+            Err(e) if ids.len() + results.len() > 1 => {
+                tracing::warn!(error = %e, workflows = ids.len() + results.len(),
                     "batch of transitions failed; applying them one by one");
-                for (work, reply) in batch {
-                    let (ids, results) = split(std::iter::once(&work));
-                    let result = advance::advance_many(&pool, &definitions, &ids, &results).await;
+                for (id, reply) in ids.iter().zip(id_replies) {
+                    let result = advance::advance_many(&pool, &definitions, &[*id], &[]).await;
+                    let _ = reply.send(result.map(|_| ()).map_err(|e| e.to_string()));
+                }
+                for (r, reply) in results.iter().zip(result_replies) {
+                    let one = std::slice::from_ref(r);
+                    let result = advance::advance_many(&pool, &definitions, &[], one).await;
                     let _ = reply.send(result.map(|_| ()).map_err(|e| e.to_string()));
                 }
             }
             Err(e) => {
-                for (_, reply) in batch {
+                for reply in id_replies.into_iter().chain(result_replies) {
                     let _ = reply.send(Err(e.to_string()));
                 }
             }
         }
     }
-}
-
-fn split<'a>(work: impl Iterator<Item = &'a Work>) -> (Vec<Uuid>, Vec<store::ActivityResult>) {
-    let (mut ids, mut results) = (Vec::new(), Vec::new());
-    for w in work {
-        match w {
-            Work::Advance(id) => ids.push(*id),
-            Work::Record(result) => results.push(result.clone()),
-        }
-    }
-    (ids, results)
 }
 
 #[derive(Deserialize)]
