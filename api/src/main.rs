@@ -6,7 +6,7 @@ use clap::Parser;
 use floe_api::settings::{Cli, Command};
 use floe_api::startup::Application;
 use floe_engine::{launch, telemetry};
-use floe_worker::startup::Worker;
+use floe_worker::startup::{self, Worker};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -29,7 +29,10 @@ fn main() -> ExitCode {
             };
             let worker = match cli.with_worker {
                 true => Some(tokio::spawn(
-                    Worker::build(&cli.worker, pool).await?.run(stopped()),
+                    Worker::build(&cli.worker, pool.clone())
+                        .await?
+                        .workflows(startup::workflows(&cli.llm, &pool)?)
+                        .run(stopped()),
                 )),
                 false => None,
             };

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
+use floe_agents::settings::LlmSettings;
 use floe_engine::settings::{DatabaseSettings, LogSettings};
 use floe_worker::settings::WorkerSettings;
 
@@ -30,6 +31,9 @@ pub struct Cli {
     /// Settings of the in-process worker.
     #[command(flatten)]
     pub worker: WorkerSettings,
+    /// The language model the in-process worker's agents use, if any.
+    #[command(flatten)]
+    pub llm: LlmSettings,
 }
 
 /// The API's subcommands.

@@ -90,3 +90,39 @@ async fn every_example_in_the_workflow_cookbook_runs(pool: PgPool) {
         );
     }
 }
+
+#[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
+async fn every_example_in_the_llm_cookbook_runs(pool: PgPool) {
+    // Calls of one workflow (one failed within the hour), and a user's
+    // memories with their history.
+    sqlx::raw_sql(
+        "INSERT INTO floe.llm_prices VALUES ('m', 1, 2);
+         INSERT INTO floe.llm_calls (workflow_id, activity_id, attempt, step, user_id, agent, model,
+                request, response, status, http_status, error, tokens_in, tokens_out, latency_ms, cost_usd)
+         VALUES ('00000000-0000-0000-0000-000000000001', 'turn-1', 1, 0, 'alex', 'greeter', 'm',
+                 '{}', NULL, 'rate_limited', 429, 'slow down', 0, 0, 12, NULL),
+                ('00000000-0000-0000-0000-000000000001', 'turn-1', 2, 0, 'alex', 'greeter', 'm',
+                 '{}', '{\"message\": {\"role\": \"assistant\", \"content\": \"hi\"}}', 'ok', NULL, NULL,
+                 100, 20, 340, 0.00014);
+         INSERT INTO floe.memories (user_id, memory, metadata) VALUES ('alex', 'Uses Notion', '{\"category\": \"tool\"}');
+         INSERT INTO floe.memory_history (memory_id, user_id, event, new_memory, actor)
+              SELECT id, user_id, 'ADD', memory, 'offline' FROM floe.memories;",
+    )
+    .execute(&pool)
+    .await
+    .expect("fixtures");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/llm.md"))
+        .expect("docs/llm.md");
+    let blocks = sql_blocks(&doc);
+    assert!(blocks.len() >= 3, "found only {} examples", blocks.len());
+    for block in blocks {
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(block.clone()))
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("docs/llm.md example failed: {e}\n{block}"));
+        assert!(
+            !rows.is_empty() || block.trim_start().starts_with("INSERT"),
+            "example returned nothing on the fixtures:\n{block}"
+        );
+    }
+}

@@ -12,10 +12,12 @@
 //! | [`maintenance`] | the scheduler (due jobs, workflow deadlines) and the lease rescuer |
 //! | [`testbed`]     | workflow definitions for floe's own tests and benchmarks           |
 //! | [`workflows`]   | workflow definitions and activities: the advance and activity jobs |
+//! | [`agents`]      | the LLM activities: `agent.turn`, `memory.get`, `memory.update`    |
 //!
 //! The same [`startup::Worker`] runs inside the API process (`floe-api
 //! --with-worker`) and on its own (`floe-worker`).
 
+pub mod agents;
 pub mod backend;
 pub mod handlers;
 pub mod maintenance;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use floe_engine::{launch, telemetry};
 use floe_worker::settings::{Cli, Command};
-use floe_worker::startup::Worker;
-use floe_worker::workflows::{Workflows, replay_command};
+use floe_worker::startup::{self, Worker};
+use floe_worker::workflows::replay_command;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,8 +17,7 @@ fn main() -> ExitCode {
         &cli.database,
         migrate_only,
         |pool, stop| async move {
-            // This build has no workflow definitions of its own yet.
-            let workflows = Workflows::new();
+            let workflows = startup::workflows(&cli.llm, &pool)?;
             if let Some(Command::Replay { kind, id, json }) = &cli.command {
                 return replay_command(&pool, &workflows.definitions, kind.as_deref(), *id, *json)
                     .await;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use floe_agents::settings::LlmSettings;
 use floe_engine::settings::{DatabaseSettings, LogSettings};
 
 /// floe's worker: leases jobs from PostgreSQL and runs them. Start as many as
@@ -23,6 +24,9 @@ pub struct Cli {
     /// Worker settings.
     #[command(flatten)]
     pub worker: WorkerSettings,
+    /// The language model, if any.
+    #[command(flatten)]
+    pub llm: LlmSettings,
 }
 
 /// The worker's subcommands.

@@ -12,12 +12,23 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use floe_agents::settings::LlmSettings;
+
+use crate::agents::Llm;
 use crate::backend::{self, Dispatch, PgBackend};
 use crate::handlers::{self, Handler, Registry};
 use crate::maintenance;
 use crate::runtime::{self, Shared};
 use crate::settings::WorkerSettings;
 use crate::workflows::Workflows;
+
+/// The workflow definitions and activities this build runs in production:
+/// the LLM activities (with the model `llm` names, or offline).
+pub fn workflows(llm: &LlmSettings, pool: &PgPool) -> anyhow::Result<Workflows> {
+    let mut workflows = Workflows::new();
+    Llm::from_settings(llm, pool.clone())?.register(&mut workflows);
+    Ok(workflows)
+}
 
 /// A worker bound to a database.
 pub struct Worker {

@@ -281,6 +281,9 @@ pub struct OnceInput {
     pub activity: String,
     /// Its input.
     pub input: Value,
+    /// Its retry policy: the default's with a 50 ms backoff when absent.
+    #[serde(default)]
+    pub policy: Option<ActivityPolicy>,
 }
 
 impl Workflow for Once {
@@ -304,10 +307,10 @@ impl Workflow for Once {
                     id: "only".into(),
                     name: i.activity,
                     input: i.input,
-                    policy: ActivityPolicy {
+                    policy: i.policy.unwrap_or(ActivityPolicy {
                         backoff_base_ms: 50,
                         ..ActivityPolicy::default()
-                    },
+                    }),
                 },
             )),
             (Some(_), Event::Activity { result: Ok(v), .. }) => {

@@ -39,6 +39,9 @@ pub struct ActivityError {
     pub message: String,
     /// Whether another attempt may succeed.
     pub retryable: bool,
+    /// The least wait before the next attempt (a server's `Retry-After`);
+    /// the activity's backoff applies when it is longer.
+    pub retry_after: Option<Duration>,
 }
 
 impl ActivityError {
@@ -47,6 +50,7 @@ impl ActivityError {
         Self {
             message: e.to_string(),
             retryable: true,
+            retry_after: None,
         }
     }
 
@@ -55,7 +59,14 @@ impl ActivityError {
         Self {
             message: e.to_string(),
             retryable: false,
+            retry_after: None,
         }
+    }
+
+    /// Waits at least `delay` before the next attempt.
+    pub fn after(mut self, delay: Option<Duration>) -> Self {
+        self.retry_after = delay;
+        self
     }
 }
 
@@ -324,12 +335,12 @@ async fn run_activity(
                 base: Duration::from_millis(task.policy.backoff_base_ms),
                 max: Duration::from_millis(task.policy.backoff_max_ms),
             };
-            let retry = if e.retryable {
-                Retry::Backoff
-            } else {
-                Retry::Never
-            };
             let unit = f64::from(job.id as u32 % 1000) / 1000.0;
+            let retry = match (e.retryable, e.retry_after) {
+                (false, _) => Retry::Never,
+                (true, None) => Retry::Backoff,
+                (true, Some(least)) => Retry::After(least.max(backoff.delay(job.attempt, unit))),
+            };
             match next_delay(retry, &backoff, job.attempt, task.policy.max_attempts, unit) {
                 Some(delay) => return Err(JobError::retry_after(e.message, delay)),
                 None => Err(e.message),

@@ -84,6 +84,11 @@ fn main() -> ExitCode {
         .execute(&pool)
         .await?;
             let (p1, p2) = (pool.clone(), pool.clone());
+            // The test definitions, and the LLM activities (against the
+            // model --llm-base-url names, or offline).
+            let mut workflows = floe_worker::testbed::workflows();
+            floe_worker::agents::Llm::from_settings(&cli.llm, pool.clone())?
+                .register(&mut workflows);
             let fast = Backoff {
                 base: Duration::from_millis(100),
                 max: Duration::from_secs(2),
@@ -126,7 +131,7 @@ fn main() -> ExitCode {
                     })
                     .backoff(fast),
                 )
-                .workflows(floe_worker::testbed::workflows())
+                .workflows(workflows)
                 .run(stop)
                 .await
         },

@@ -40,6 +40,11 @@ pub struct Testbed {
 impl Testbed {
     /// Starts a worker on `url` with extra flags.
     pub fn start(url: &SecretString, args: &[&str]) -> Self {
+        Self::start_logging(url, args, "info")
+    }
+
+    /// Starts a worker on `url` with extra flags, logging at `filter`.
+    pub fn start_logging(url: &SecretString, args: &[&str], filter: &str) -> Self {
         let log_path = std::env::temp_dir().join(format!(
             "floe-testbed-{}.log",
             uuid::Uuid::new_v4().simple()
@@ -48,7 +53,7 @@ impl Testbed {
         let child = Command::new(env!("CARGO_BIN_EXE_floe-testbed"))
             .args(args)
             .env("DATABASE_URL", expose(url))
-            .env("FLOE__LOG__FILTER", "info")
+            .env("FLOE__LOG__FILTER", filter)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

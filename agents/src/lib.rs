@@ -1,0 +1,21 @@
+//! floe's LLM layer: what workers need to run agents and keep user memory.
+//!
+//! # Layout
+//!
+//! | module         | responsibility                                                     |
+//! |----------------|--------------------------------------------------------------------|
+//! | [`settings`]   | which model to use, if any (`--llm-*`, `FLOE__LLM__*`)             |
+//! | [`llm`]        | model types, the OpenAI-compatible client, the call ledger         |
+//! | [`agent`]      | typed agents: instructions, JSON-schema output, tools, retries     |
+//! | [`onboarding`] | the agent activity's contract; Coordinator, Greeter, Discovery,    |
+//! |                | Inbox Collector, with LLM prompts and deterministic offline twins  |
+//! | [`memory`]     | Mem0's algorithm on Postgres: facts, ADD/UPDATE/DELETE, search     |
+//! | `testing`      | a scripted fake OpenAI-compatible server (feature `testing`)       |
+
+pub mod agent;
+pub mod llm;
+pub mod memory;
+pub mod onboarding;
+pub mod settings;
+#[cfg(feature = "testing")]
+pub mod testing;
