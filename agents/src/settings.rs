@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
-use floe_engine::settings::parse_secret;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 /// How an agent asks for its typed output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -29,7 +28,7 @@ pub struct LlmSettings {
     pub base_url: Option<String>,
 
     /// API key, sent as a bearer token (never logged, never recorded).
-    #[arg(long = "llm-api-key", env = "FLOE__LLM__API_KEY", value_parser = parse_secret, hide_env_values = true)]
+    #[arg(long = "llm-api-key", env = "FLOE__LLM__API_KEY", value_parser = parse_key, hide_env_values = true)]
     pub api_key: Option<SecretString>,
 
     /// Chat model name.
@@ -97,9 +96,65 @@ impl Default for LlmSettings {
     }
 }
 
+/// Reads the key without echoing it; empty (a compose file's unset
+/// variable) means none, see [`LlmSettings::api_key`].
+fn parse_key(raw: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(raw.to_owned()))
+}
+
+/// `None` for an absent or blank value: an empty environment variable (as a
+/// compose file passes an unset one) means "not configured".
+fn present(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty())
+}
+
 impl LlmSettings {
+    /// The API base URL, if one is configured (blank counts as none).
+    pub fn base_url(&self) -> Option<&str> {
+        present(self.base_url.as_deref())
+    }
+
+    /// The API key, if one is configured (blank counts as none).
+    pub fn api_key(&self) -> Option<&SecretString> {
+        self.api_key
+            .as_ref()
+            .filter(|key| !key.expose_secret().trim().is_empty())
+    }
+
+    /// The embedding model, if one is configured (blank counts as none).
+    pub fn embedding_model(&self) -> Option<&str> {
+        present(self.embedding_model.as_deref())
+    }
+
     /// The per-call timeout.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_values_mean_not_configured() {
+        let blank = LlmSettings {
+            base_url: Some(" ".into()),
+            api_key: Some(SecretString::from(String::new())),
+            embedding_model: Some(String::new()),
+            ..LlmSettings::default()
+        };
+        assert_eq!(blank.base_url(), None);
+        assert!(blank.api_key().is_none());
+        assert_eq!(blank.embedding_model(), None);
+        let set = LlmSettings {
+            base_url: Some("http://localhost:11434/v1".into()),
+            api_key: Some(SecretString::from("k".to_owned())),
+            embedding_model: Some("nomic-embed-text".into()),
+            ..LlmSettings::default()
+        };
+        assert_eq!(set.base_url(), Some("http://localhost:11434/v1"));
+        assert!(set.api_key().is_some());
+        assert_eq!(set.embedding_model(), Some("nomic-embed-text"));
     }
 }

@@ -60,15 +60,15 @@ impl Llm {
     pub fn from_settings(settings: &LlmSettings, pool: PgPool) -> anyhow::Result<Self> {
         let mut model: Option<Arc<dyn ChatModel>> = None;
         let mut embedder: Option<Arc<dyn Embedder>> = None;
-        match &settings.base_url {
+        match settings.base_url() {
             None => {
                 tracing::info!("no LLM configured (--llm-base-url): offline agents and memory");
             }
             Some(base_url) => {
                 let client = Arc::new(OpenAiClient::new(settings)?);
                 tracing::info!(%base_url, model = %settings.model,
-                    embedding_model = ?settings.embedding_model, "LLM configured");
-                if settings.embedding_model.is_some() {
+                    embedding_model = ?settings.embedding_model(), "LLM configured");
+                if settings.embedding_model().is_some() {
                     embedder = Some(client.clone());
                 }
                 model = Some(client);

@@ -65,9 +65,14 @@ fn turn_input(user: &str) -> Value {
 
 /// Starts `test.once` running `agent.turn` with `policy`.
 async fn start_turn(pool: &PgPool, user: &str, policy: Value) -> Uuid {
-    let input = json!({ "activity": "agent.turn", "input": turn_input(user), "policy": policy });
+    start_once(pool, user, "agent.turn", turn_input(user), policy).await
+}
+
+/// Starts `test.once` (key `key`) running `activity` on `input`.
+async fn start_once(pool: &PgPool, key: &str, activity: &str, input: Value, policy: Value) -> Uuid {
+    let input = json!({ "activity": activity, "input": input, "policy": policy });
     let mut tx = pool.begin().await.expect("begin");
-    let started = store::start(&mut tx, "test.once", user, &input, 1, None)
+    let started = store::start(&mut tx, "test.once", key, &input, 1, None)
         .await
         .expect("start");
     tx.commit().await.expect("commit");
@@ -409,5 +414,62 @@ async fn with_no_model_configured_the_offline_agents_answer() {
         .await
         .expect("ledger");
     assert_eq!(recorded, 0, "offline turns call no model");
+    worker.stop();
+}
+
+#[tokio::test]
+async fn a_streamed_answer_split_into_fragments_gives_the_same_turn() {
+    let (url, pool) = database().await;
+    let fake = FakeLlm::start(vec![Reply::streamed(
+        Reply::tool_call("final_result", greeting("Alex")),
+        3,
+    )])
+    .await;
+    let _worker = worker(&url, &fake, &["--llm-stream"]);
+    let id = start_turn(&pool, "user-s", policy(1)).await;
+    let row = finished(&pool, id).await;
+    assert_eq!(row.status, Status::Completed, "{row:?}");
+    assert_eq!(
+        row.output.expect("output")["workflow_signals"]["completion_data"]["name"],
+        "Alex"
+    );
+    assert_eq!(fake.chat_requests()[0].body["stream"], true);
+}
+
+#[tokio::test]
+async fn memory_activities_remember_what_a_user_said_and_find_it_again() {
+    let (url, pool) = database().await;
+    let worker = Testbed::start(&url, &[]);
+    let said = json!({
+        "user_id": "user-m",
+        "conversation": [
+            { "role": "assistant", "content": "What tools do you use?" },
+            { "role": "user", "content": "My name is Alex. I use Notion and Linear." },
+        ],
+    });
+    let update = start_once(&pool, "update", "memory.update", said, policy(3)).await;
+    let row = finished(&pool, update).await;
+    assert_eq!(row.status, Status::Completed, "{row:?}");
+    let changes = row.output.expect("output")["changes"].clone();
+    let added: Vec<&str> = changes
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["event"] == "ADD")
+        .filter_map(|c| c["new_memory"].as_str())
+        .collect();
+    assert!(added.contains(&"Uses Notion"), "{changes}");
+
+    let query = json!({ "user_id": "user-m", "query": "which tools does the user use" });
+    let get = start_once(&pool, "get", "memory.get", query, policy(3)).await;
+    let row = finished(&pool, get).await;
+    let memories = row.output.expect("output")["memories"].clone();
+    let first = memories[0].as_str().unwrap_or_default();
+    assert!(first.starts_with("Uses "), "{memories}");
+    // Another user's memory is not theirs.
+    let other = json!({ "user_id": "user-n", "query": "which tools does the user use" });
+    let get = start_once(&pool, "other", "memory.get", other, policy(3)).await;
+    let row = finished(&pool, get).await;
+    assert_eq!(row.output.expect("output")["memories"], json!([]));
     worker.stop();
 }

@@ -184,17 +184,14 @@ impl OpenAiClientBuilder {
 impl OpenAiClient {
     /// A client configured by `settings`; fails without a base URL.
     pub fn new(settings: &LlmSettings) -> Result<Self, ConfigError> {
-        let base_url = settings
-            .base_url
-            .as_deref()
-            .ok_or(ConfigError::MissingBaseUrl)?;
+        let base_url = settings.base_url().ok_or(ConfigError::MissingBaseUrl)?;
         let mut builder = Self::builder(base_url)
             .model(settings.model.clone())
             .timeout(settings.timeout())
             .stream(settings.stream);
-        builder.api_key = settings.api_key.clone();
-        if let Some(model) = &settings.embedding_model {
-            builder = builder.embedding_model(model.clone());
+        builder.api_key = settings.api_key().cloned();
+        if let Some(model) = settings.embedding_model() {
+            builder = builder.embedding_model(model);
         }
         builder.build()
     }
