@@ -10,12 +10,11 @@
 //! | [`onboarding`] | the agent activity's contract; Coordinator, Greeter, Discovery,    |
 //! |                | Inbox Collector, with LLM prompts and deterministic offline twins  |
 //! | [`memory`]     | Mem0's algorithm on Postgres: facts, ADD/UPDATE/DELETE, search     |
-//! | `testing`      | a scripted fake OpenAI-compatible server (feature `testing`)       |
+//! | [`testing`]    | a scripted fake OpenAI-compatible server, for tests and benchmarks |
 
 pub mod agent;
 pub mod llm;
 pub mod memory;
 pub mod onboarding;
 pub mod settings;
-#[cfg(feature = "testing")]
 pub mod testing;

@@ -1,5 +1,5 @@
-//! [`FakeLlm`]: a scripted fake OpenAI-compatible server for tests (feature
-//! `testing`).
+//! [`FakeLlm`]: a scripted fake OpenAI-compatible server for tests and
+//! benchmarks (they measure floe, not a model).
 //!
 //! It listens on `127.0.0.1` on a free port inside the test process and
 //! answers `POST …/chat/completions` with the next [`Reply`] of its script

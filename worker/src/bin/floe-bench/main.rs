@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod llm;
+
 use anyhow::Context;
 use clap::Parser;
 use floe_engine::queue::{NewJob, store};
@@ -44,14 +46,21 @@ struct Cli {
     /// Serial enqueues in W3.
     #[arg(long, default_value_t = 2_000)]
     w3_enqueues: usize,
+    /// Agent turns per L1 phase.
+    #[arg(long, default_value_t = 300)]
+    llm_turns: usize,
+    /// Searches (and updates) in L2.
+    #[arg(long, default_value_t = 200)]
+    memory_queries: usize,
     /// Seconds per pgbench ceiling run.
     #[arg(long, default_value_t = 5)]
     ceiling_secs: u64,
-    /// Workloads to run, comma-separated (ceilings, W1, W1b, W2, W2s, W3, W5, W7, W7w, W8).
+    /// Workloads to run, comma-separated (ceilings, W1, W1b, W2, W2s, W3, W5, W7, W7w, W8,
+    /// and floe's own L1 and L2: the LLM ledger and memory).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceilings,W1,W1b,W2,W2s,W3,W5,W7,W7w,W8"
+        default_value = "ceilings,W1,W1b,W2,W2s,W3,W5,W7,W7w,W8,L1,L2"
     )]
     only: Vec<String>,
     /// Write the Markdown report here (between its floe-bench markers).
@@ -154,6 +163,14 @@ fn main() -> anyhow::Result<()> {
             if want("W8") {
                 let result = bench.timers(cli.w8_workflows, rep).await;
                 bench.survive("timers", result);
+            }
+            if want("L1") {
+                let result = bench.llm_turns(cli.llm_turns, rep).await;
+                bench.survive("llm_turns", result);
+            }
+            if want("L2") {
+                let result = bench.memory(cli.memory_queries, rep).await;
+                bench.survive("memory", result);
             }
         }
         let report = bench.report(&cli);
