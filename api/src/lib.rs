@@ -7,8 +7,10 @@
 //! |--------------|------------------------------------------------------------------|
 //! | [`settings`] | the API's command line and environment                           |
 //! | [`startup`]  | binding the listener, building the router, serving until shutdown|
-//! | [`http`]     | the router: routes, request tracing, body limits, static files   |
+//! | [`http`]     | the router: routes, errors, auth, SSE, OpenAPI, static files     |
+//! | [`push`]     | the push hub: one LISTEN connection fanned out to subscribers    |
 
 pub mod http;
+pub mod push;
 pub mod settings;
 pub mod startup;

@@ -17,7 +17,11 @@ fn main() -> ExitCode {
         &cli.database,
         migrate_only,
         |pool, stop| async move {
-            let app = Application::build(&cli.http, pool.clone()).await?;
+            // The kinds the engine API may start and answer queries for: the
+            // same definitions this build's workers run.
+            let workflows = startup::workflows(&cli.llm, &pool)?;
+            let app =
+                Application::build(&cli.http, pool.clone(), workflows.definitions.clone()).await?;
             let addr = app.local_addr()?;
             // One signal, fanned out to the server and the in-process worker.
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -31,7 +35,7 @@ fn main() -> ExitCode {
                 true => Some(tokio::spawn(
                     Worker::build(&cli.worker, pool.clone())
                         .await?
-                        .workflows(startup::workflows(&cli.llm, &pool)?)
+                        .workflows(workflows)
                         .run(stopped()),
                 )),
                 false => None,

@@ -7,6 +7,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use floe_agents::settings::LlmSettings;
 use floe_engine::settings::{DatabaseSettings, LogSettings};
 use floe_worker::settings::WorkerSettings;
+use secrecy::SecretString;
 
 /// floe's API server: chat and workflow endpoints, live push, the web chat.
 /// With `--with-worker` it also runs a worker in the same process.
@@ -68,6 +69,22 @@ pub struct HttpSettings {
     /// Largest request body accepted, in bytes; larger ones get 413.
     #[arg(long = "body-limit", env = "FLOE__HTTP__BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
+
+    /// Bearer token the engine's operator routes (/api/workflows...) require.
+    /// When unset (or blank), a random development token is generated at
+    /// start-up and logged once at WARN.
+    #[arg(
+        long = "operator-token",
+        env = "FLOE__API__OPERATOR_TOKEN",
+        value_parser = parse_secret,
+        hide_env_values = true
+    )]
+    pub operator_token: Option<SecretString>,
+}
+
+/// Reads a secret without echoing it anywhere.
+fn parse_secret(raw: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(raw.to_owned()))
 }
 
 impl Default for HttpSettings {
@@ -76,6 +93,7 @@ impl Default for HttpSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             static_dir: PathBuf::from("frontend/dist"),
             body_limit: 1024 * 1024,
+            operator_token: None,
         }
     }
 }

@@ -3,25 +3,40 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
+use floe_engine::workflow::Registry;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
-use crate::http;
+use crate::http::{self, AppState, auth::OperatorToken};
+use crate::push::Hub;
 use crate::settings::HttpSettings;
 
 /// The API bound to its port, ready to serve.
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    hub: Hub,
 }
 
 impl Application {
-    /// Binds `settings.listen` (port 0 picks a free port) and builds the router.
-    pub async fn build(settings: &HttpSettings, pool: PgPool) -> std::io::Result<Self> {
+    /// Binds `settings.listen` (port 0 picks a free port), starts the push
+    /// hub (the process's LISTEN connection), resolves the operator token
+    /// (generating and logging a development one when none is configured)
+    /// and builds the router. `definitions` are the workflow kinds the
+    /// engine API may start and answer queries for.
+    pub async fn build(
+        settings: &HttpSettings,
+        pool: PgPool,
+        definitions: Registry,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.listen).await?;
+        let token = OperatorToken::from_settings(settings.operator_token.as_ref());
+        let state = AppState::new(pool, definitions, token);
+        let hub = state.hub.clone();
         Ok(Self {
             listener,
-            router: http::router(settings, pool),
+            router: http::router(settings, state),
+            hub,
         })
     }
 
@@ -30,13 +45,28 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// The push hub, for whatever else the process wants to push through.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Serves until `shutdown` resolves; then stops the push hub, which ends
+    /// every live stream, and lets in-flight requests finish.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let hub = self.hub.clone();
+        let stopping = async move {
+            shutdown.await;
+            // Streams (SSE, WebSocket) end when their subscriptions do;
+            // without this, graceful shutdown would wait for them forever.
+            hub.stop().await;
+        };
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stopping)
+            .await;
+        self.hub.stop().await;
+        served
     }
 }

@@ -2,15 +2,21 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use floe_api::http::AppState;
+use floe_api::http::auth::OperatorToken;
 use floe_api::settings::HttpSettings;
 use floe_engine::db;
+use floe_engine::workflow::Registry;
 use floe_pg::{EmbeddedPostgres, Options};
+use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::PgPool;
 use tower::ServiceExt;
 
 async fn get(pool: PgPool, path: &str) -> (StatusCode, Value) {
-    let router = floe_api::http::router(&HttpSettings::default(), pool);
+    let token = OperatorToken::new(SecretString::from("test-token"));
+    let state = AppState::new(pool, Registry::new(), token);
+    let router = floe_api::http::router(&HttpSettings::default(), state.clone());
     let response = router
         .oneshot(Request::get(path).body(Body::empty()).expect("request"))
         .await
@@ -19,6 +25,7 @@ async fn get(pool: PgPool, path: &str) -> (StatusCode, Value) {
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .expect("body");
+    state.hub.stop().await;
     (status, serde_json::from_slice(&bytes).expect("JSON body"))
 }
 

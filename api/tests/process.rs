@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use floe_engine::testing::wait_for_status;
+use floe_engine::testing::{expose, fresh_database, wait_for_status};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sqlx::{Connection, PgConnection};
@@ -157,6 +157,7 @@ fn help_lists_every_setting_with_its_environment_variable() {
         "FLOE__LOG__FORMAT",
         "FLOE__LOG__FILTER",
         "FLOE__API__WITH_WORKER",
+        "FLOE__API__OPERATOR_TOKEN",
     ] {
         assert!(help.contains(var), "--help does not mention {var}:\n{help}");
     }
@@ -170,4 +171,77 @@ fn an_unusable_setting_is_a_clear_error_not_a_crash() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2), "clap's usage error code");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
+}
+
+#[tokio::test]
+async fn without_an_operator_token_it_logs_a_development_token_once_and_requires_it() {
+    let url = fresh_database().await;
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_floe-api"))
+        .args(["--listen", &addr])
+        .env("DATABASE_URL", expose(&url))
+        .env_remove("FLOE__API__OPERATOR_TOKEN")
+        .env("FLOE__LOG__FORMAT", "text")
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn floe-api");
+    // Read the log on a thread, so the pipe never fills.
+    let stderr = child.stderr.take().expect("stderr");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let marker = "development token: ";
+    let token = loop {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no development token logged:\n{}", log.join("\n")));
+        log.push(line.clone());
+        if let Some(rest) = line.split(marker).nth(1) {
+            assert!(line.contains("WARN"), "logged at WARN: {line}");
+            break rest.split_whitespace().next().expect("token").to_owned();
+        }
+    };
+    assert!(
+        wait_for_status(&addr, "/readyz", 200, Duration::from_secs(60)).await,
+        "never ready"
+    );
+    let client = reqwest::Client::new();
+    let list = format!("http://{addr}/api/workflows");
+    let with = client
+        .get(&list)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(with.status(), 200);
+    let without = client.get(&list).send().await.expect("send");
+    assert_eq!(without.status(), 401);
+    let wrong = client
+        .get(&list)
+        .bearer_auth("dev-guess")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(wrong.status(), 401);
+
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT");
+    let status = child.wait().expect("wait");
+    reader.join().expect("reader");
+    log.extend(lines_rx.try_iter());
+    assert!(status.success(), "exit {status}; log:\n{}", log.join("\n"));
+    let mentions = log.iter().filter(|l| l.contains(&token)).count();
+    assert_eq!(
+        mentions,
+        1,
+        "the token is logged exactly once:\n{}",
+        log.join("\n")
+    );
 }

@@ -9,12 +9,14 @@
 //! | [`db`]       | connecting, creating the database, migrations, readiness              |
 //! | [`queue`]    | the job queue: `floe.jobs`, its SQL, backoff, LISTEN wake-ups         |
 //! | [`workflow`] | durable workflows: definitions, registry, store, advance, replay      |
+//! | [`chat`]     | the onboarding chat's data: users, conversations, inbox               |
 //! | [`health`]   | the `/healthz` and `/readyz` probes every process serves              |
 //! | [`launch`]   | the start-up sequence every binary shares (the embedded PostgreSQL,  |
 //! |              | crate `floe-pg`, when no `DATABASE_URL` is given)                     |
 //! | [`shutdown`] | the SIGINT/SIGTERM signal long-running loops stop on                  |
 //! | `testing`    | helpers for floe's own tests (feature `testing`)                      |
 
+pub mod chat;
 pub mod db;
 pub mod health;
 pub mod launch;

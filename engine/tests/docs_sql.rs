@@ -126,3 +126,64 @@ async fn every_example_in_the_llm_cookbook_runs(pool: PgPool) {
         );
     }
 }
+
+#[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
+async fn every_example_in_the_onboarding_cookbook_runs(pool: PgPool) {
+    // A user whose onboarding is mid-turn with a failure behind it, a
+    // conversation and an inbox item.
+    let mut tx = pool.begin().await.expect("begin");
+    floe_engine::chat::store::upsert_user(&mut *tx, "alex", "Alex")
+        .await
+        .expect("user");
+    let started = floe_engine::workflow::store::start(
+        &mut tx,
+        "onboarding",
+        "onboarding/alex",
+        &serde_json::json!({ "user_id": "alex" }),
+        1,
+        None,
+    )
+    .await
+    .expect("start");
+    floe_engine::chat::store::link_workflow(
+        &mut *tx,
+        "alex",
+        "onboarding",
+        "onboarding/alex",
+        started.id,
+    )
+    .await
+    .expect("link");
+    floe_engine::chat::store::post_user_message(&mut tx, "alex", started.id, "hi", None)
+        .await
+        .expect("message");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "UPDATE floe.workflows SET context = '{{\"turn\": {{\"n\": 1}}, \"pending\": [], \"failures\": 1, \"last_error\": \"agent.turn: boom\"}}'
+          WHERE id = '{id}';
+         INSERT INTO floe.inbox_items (user_id, title, source_key) VALUES ('alex', 'Call the bank', 'k');",
+        id = started.id
+    )))
+    .execute(&mut *tx)
+    .await
+    .expect("fixtures");
+    tx.commit().await.expect("commit");
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/onboarding.md"
+    ))
+    .expect("docs/onboarding.md");
+    let blocks = sql_blocks(&doc);
+    assert!(!blocks.is_empty(), "no examples");
+    for block in blocks {
+        for statement in block.split(";\n").filter(|s| !s.trim().is_empty()) {
+            let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("docs/onboarding.md example failed: {e}\n{statement}"));
+            assert!(
+                !rows.is_empty(),
+                "example returned nothing on the fixtures:\n{statement}"
+            );
+        }
+    }
+}

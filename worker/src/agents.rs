@@ -28,12 +28,7 @@ use sqlx::PgPool;
 
 use crate::workflows::{ActivityCtx, ActivityError, Workflows};
 
-/// The agent-turn activity.
-pub const AGENT_TURN: &str = "agent.turn";
-/// The memory-read activity.
-pub const MEMORY_GET: &str = "memory.get";
-/// The memory-update activity.
-pub const MEMORY_UPDATE: &str = "memory.update";
+pub use floe_agents::onboarding::workflow::{AGENT_TURN, MEMORY_GET, MEMORY_UPDATE};
 
 /// Memories handed to an agent when the reader asks for no limit.
 const DEFAULT_MEMORY_LIMIT: usize = 10;

@@ -13,6 +13,7 @@
 //! | [`testbed`]     | workflow definitions for floe's own tests and benchmarks           |
 //! | [`workflows`]   | workflow definitions and activities: the advance and activity jobs |
 //! | [`agents`]      | the LLM activities: `agent.turn`, `memory.get`, `memory.update`    |
+//! | [`onboarding`]  | the onboarding workflow and `chat.reply`, `inbox.add`              |
 //!
 //! The same [`startup::Worker`] runs inside the API process (`floe-api
 //! --with-worker`) and on its own (`floe-worker`).
@@ -21,6 +22,7 @@ pub mod agents;
 pub mod backend;
 pub mod handlers;
 pub mod maintenance;
+pub mod onboarding;
 pub mod runtime;
 pub mod settings;
 pub mod startup;

@@ -23,9 +23,11 @@ use crate::settings::WorkerSettings;
 use crate::workflows::Workflows;
 
 /// The workflow definitions and activities this build runs in production:
-/// the LLM activities (with the model `llm` names, or offline).
+/// the onboarding, and the LLM activities (with the model `llm` names, or
+/// offline).
 pub fn workflows(llm: &LlmSettings, pool: &PgPool) -> anyhow::Result<Workflows> {
     let mut workflows = Workflows::new();
+    crate::onboarding::register(&mut workflows, pool);
     Llm::from_settings(llm, pool.clone())?.register(&mut workflows);
     Ok(workflows)
 }

@@ -10,6 +10,7 @@
 //! | `prompts`    | their instructions                                               |
 //! | `offline`    | the scripted twins                                               |
 //! | [`dates`]    | "next friday" → `2026-11-27`, for due dates                      |
+//! | [`workflow`] | the `onboarding` workflow: steps, turns as activities, nudges    |
 //!
 //! # One turn
 //!
@@ -52,6 +53,7 @@ pub mod dates;
 pub mod llm;
 mod offline;
 mod prompts;
+pub mod workflow;
 
 use serde_json::{Map, Value};
 

@@ -1,19 +1,103 @@
-//! The router: every route, and the layers around them.
+//! The router: every route, the layers around them, and the OpenAPI
+//! document, built from the same route list.
+//!
+//! | module       | responsibility                                                       |
+//! |--------------|----------------------------------------------------------------------|
+//! | [`error`]    | [`ApiError`](error::ApiError) and the JSON error body every error answer has |
+//! | [`extract`]  | `Json`, `Path`, `Query` extractors whose rejections are `ApiError`s   |
+//! | [`auth`]     | the operator token and the middleware that requires it               |
+//! | [`state`]    | [`AppState`]: pool, workflow definitions, push hub, operator token   |
+//! | [`workflows`]| the engine's API: start, list, get, history, signal, cancel, query   |
+//! | [`events`]   | a workflow's history and changes as Server-Sent Events               |
+//! | [`openapi`]  | the document's frame; the routes come from [`documented`]            |
+//! | `frontend`   | the web front end's files                                            |
+//! | `trace`      | one span per request                                                 |
 
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod extract;
 mod frontend;
+pub mod openapi;
+pub mod state;
 mod trace;
+pub mod workflows;
 
-use axum::Router;
-use sqlx::PgPool;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
+use axum::{Extension, Router, middleware};
 use tower_http::limit::RequestBodyLimitLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::settings::HttpSettings;
+pub use state::AppState;
 
-/// All of the API's routes.
-pub fn router(settings: &HttpSettings, pool: PgPool) -> Router {
-    let routes = Router::new()
-        .merge(floe_engine::health::router(pool))
+/// Every documented route: the one list both the router and the OpenAPI
+/// document are built from, so neither can miss a route the other has.
+///
+/// To add a route: annotate its handler with `#[utoipa::path(...)]` (method,
+/// path, parameters, responses with [`error::ErrorBody`] for errors,
+/// `security` if it needs a token) and add `.routes(routes!(handler))` to the
+/// group below whose authentication it needs (handlers of one path share a
+/// `routes!`). Never add an `/api` route to the router directly.
+pub fn documented() -> OpenApiRouter<AppState> {
+    // The engine's own API: operators only.
+    let engine = OpenApiRouter::new()
+        .routes(routes!(
+            workflows::start_workflow,
+            workflows::list_workflows
+        ))
+        .routes(routes!(workflows::get_workflow))
+        .routes(routes!(workflows::workflow_history))
+        .routes(routes!(workflows::signal_workflow))
+        .routes(routes!(workflows::cancel_workflow))
+        .routes(routes!(workflows::query_workflow))
+        .routes(routes!(events::workflow_events))
+        .route_layer(middleware::from_fn(auth::require_operator));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).merge(engine)
+}
+
+/// The OpenAPI document of every route (what `GET /api/openapi.json` serves).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().into_openapi()
+}
+
+/// All of the API's routes over `state`.
+pub fn router(settings: &HttpSettings, state: AppState) -> Router {
+    let (api, doc) = documented().split_for_parts();
+    let doc = Arc::new(doc);
+    let routes = api
+        .route(
+            openapi::PATH,
+            get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        // Anything else under /api is a 404 with the JSON body, not the
+        // front end's page.
+        .route("/api", any(no_route))
+        .route("/api/{*rest}", any(no_route))
+        .with_state(state.clone())
+        .merge(floe_engine::health::router(state.pool.clone()))
         .fallback_service(frontend::service(&settings.static_dir))
-        .layer(RequestBodyLimitLayer::new(settings.body_limit));
+        .layer(Extension(state.operator_token.clone()))
+        // The limit below is the one that counts, for every extractor.
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(settings.body_limit))
+        // Outermost: whatever a layer or the router answers with, an error
+        // leaves as the JSON error body.
+        .layer(middleware::from_fn(error::json_errors));
     trace::traced(routes)
+}
+
+/// An unknown route under `/api`.
+async fn no_route(method: Method, uri: Uri) -> impl IntoResponse {
+    error::ApiError::NotFound(format!("no route {method} {}", uri.path()))
 }

@@ -768,11 +768,133 @@ pub async fn next_deadline(db: impl PgExecutor<'_>) -> Result<Option<OffsetDateT
 
 /// A workflow's history, in order.
 pub async fn history(db: impl PgExecutor<'_>, id: Uuid) -> Result<Vec<HistoryEntry>> {
+    history_after(db, id, 0, i64::MAX).await
+}
+
+/// Open workflows of `kind` (for the replay check).
+pub async fn open_of_kind(db: impl PgExecutor<'_>, kind: &str) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar!(
+        "SELECT id FROM floe.workflows WHERE kind = $1 AND status IN ('running', 'waiting') ORDER BY id",
+        kind
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// A workflow without its data (context, input, output): what lists show.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkflowSummary {
+    /// Id.
+    pub id: Uuid,
+    /// Kind (the definition).
+    pub kind: String,
+    /// Business key.
+    pub key: String,
+    /// The definition's state name.
+    pub state: String,
+    /// Status.
+    pub status: Status,
+    /// When it must be woken if nothing else happens.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub deadline: Option<OffsetDateTime>,
+    /// Why.
+    pub deadline_reason: Option<String>,
+    /// Transitions applied.
+    pub version: i64,
+    /// The workflow that started it, if any.
+    pub parent_id: Option<Uuid>,
+    /// Created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// Which workflows [`list`] returns; every filter left `None` (or `false`)
+/// matches all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only this state name.
+    pub state: Option<String>,
+    /// Only open workflows whose deadline has passed (no timer loop fired it).
+    pub overdue: bool,
+    /// Only ids below this one: the keyset cursor (the last id of the previous page).
+    pub before: Option<Uuid>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// Workflows matching `filter`, newest first (ids are UUIDv7, so id order is
+/// creation order); page on with `before` set to the last id returned.
+pub async fn list(db: impl PgExecutor<'_>, filter: &ListFilter) -> Result<Vec<WorkflowSummary>> {
+    let rows = sqlx::query!(
+        r#"SELECT id, kind, key, state, status::text AS "status!", deadline, deadline_reason, version, parent_id,
+                  created_at, updated_at
+             FROM floe.workflows
+            WHERE ($1::text IS NULL OR kind = $1)
+              AND ($2::text IS NULL OR status = $2::text::floe.workflow_status)
+              AND ($3::text IS NULL OR state = $3)
+              AND (NOT $4::bool OR (deadline < now() AND status IN ('running', 'waiting')))
+              AND ($5::uuid IS NULL OR id < $5)
+            ORDER BY id DESC
+            LIMIT $6"#,
+        filter.kind,
+        filter.status.map(Status::as_str),
+        filter.state,
+        filter.overdue,
+        filter.before,
+        filter.limit,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| WorkflowSummary {
+            id: r.id,
+            kind: r.kind,
+            key: r.key,
+            state: r.state,
+            status: r.status.parse().unwrap_or(Status::Failed),
+            deadline: r.deadline,
+            deadline_reason: r.deadline_reason,
+            version: r.version,
+            parent_id: r.parent_id,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+        .collect())
+}
+
+/// Every child a workflow started, open or finished, oldest first.
+pub async fn children(db: impl PgExecutor<'_>, parent: Uuid) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar!(
+        "SELECT id FROM floe.workflows WHERE parent_id = $1 ORDER BY id",
+        parent
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// Up to `limit` history entries of a workflow with a sequence above
+/// `after`, in order: what a reader that saw up to `after` missed.
+pub async fn history_after(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<HistoryEntry>> {
     let rows = sqlx::query!(
         r#"SELECT seq, event, name, payload, event_at, state_before, state_after, status_after::text AS "status_after!",
                   commands, note
-             FROM floe.history WHERE workflow_id = $1 ORDER BY seq"#,
-        id
+             FROM floe.history WHERE workflow_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"#,
+        id,
+        after,
+        limit
     )
     .fetch_all(db)
     .await?;
@@ -795,12 +917,13 @@ pub async fn history(db: impl PgExecutor<'_>, id: Uuid) -> Result<Vec<HistoryEnt
         .collect())
 }
 
-/// Open workflows of `kind` (for the replay check).
-pub async fn open_of_kind(db: impl PgExecutor<'_>, kind: &str) -> Result<Vec<Uuid>> {
-    Ok(sqlx::query_scalar!(
-        "SELECT id FROM floe.workflows WHERE kind = $1 AND status IN ('running', 'waiting') ORDER BY id",
-        kind
+/// A workflow's status alone (`None` when there is no such workflow).
+pub async fn status(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Status>> {
+    let status = sqlx::query_scalar!(
+        r#"SELECT status::text AS "status!" FROM floe.workflows WHERE id = $1"#,
+        id
     )
-    .fetch_all(db)
-    .await?)
+    .fetch_optional(db)
+    .await?;
+    Ok(status.map(|s| s.parse().unwrap_or(Status::Failed)))
 }

@@ -45,12 +45,21 @@ impl Testbed {
 
     /// Starts a worker on `url` with extra flags, logging at `filter`.
     pub fn start_logging(url: &SecretString, args: &[&str], filter: &str) -> Self {
+        Self::start_program(env!("CARGO_BIN_EXE_floe-testbed"), url, args, filter)
+    }
+
+    /// Starts the production `floe-worker` on `url` with extra flags.
+    pub fn start_production(url: &SecretString, args: &[&str]) -> Self {
+        Self::start_program(env!("CARGO_BIN_EXE_floe-worker"), url, args, "info")
+    }
+
+    fn start_program(program: &str, url: &SecretString, args: &[&str], filter: &str) -> Self {
         let log_path = std::env::temp_dir().join(format!(
             "floe-testbed-{}.log",
             uuid::Uuid::new_v4().simple()
         ));
         let log = File::create(&log_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_floe-testbed"))
+        let child = Command::new(program)
             .args(args)
             .env("DATABASE_URL", expose(url))
             .env("FLOE__LOG__FILTER", filter)
@@ -58,7 +67,7 @@ impl Testbed {
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
-            .expect("spawn floe-testbed");
+            .expect("spawn the worker");
         Self { child, log_path }
     }
 

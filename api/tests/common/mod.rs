@@ -1,0 +1,325 @@
+//! A real API server on port 0 over a fresh, migrated database; an
+//! in-process worker on demand; a tiny workflow definition; an SSE reader.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use floe_api::settings::HttpSettings;
+use floe_api::startup::Application;
+use floe_engine::db;
+use floe_engine::testing::fresh_database;
+use floe_engine::workflow::{Command, Ctx, Event, Transition, Workflow};
+use floe_worker::settings::WorkerSettings;
+use floe_worker::startup::Worker;
+use floe_worker::workflows::Workflows;
+use futures_util::StreamExt;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The operator token the test servers require.
+pub const TOKEN: &str = "test-operator-token";
+/// The test servers' body limit.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// `test.api.tally`: adds numbers; `finish` completes with the total.
+pub struct Tally;
+
+/// [`Tally`]'s state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TallyState {
+    pub total: i64,
+    pub adds: Vec<i64>,
+}
+
+/// [`Tally`]'s signals.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "name", content = "payload", rename_all = "snake_case")]
+pub enum TallySignal {
+    Add { n: i64 },
+    Finish,
+}
+
+impl Workflow for Tally {
+    const KIND: &'static str = "test.api.tally";
+    const VERSION: i32 = 3;
+    type Input = Value;
+    type State = TallyState;
+    type Signal = TallySignal;
+
+    fn state_name(_: &TallyState) -> String {
+        "counting".into()
+    }
+
+    fn apply(
+        state: Option<TallyState>,
+        event: Event<Value, TallySignal>,
+        _ctx: &Ctx,
+    ) -> Result<Transition<TallyState>, String> {
+        let mut s = state.unwrap_or(TallyState {
+            total: 0,
+            adds: Vec::new(),
+        });
+        Ok(match event {
+            Event::Start(_) => Transition::to(s),
+            Event::Signal(TallySignal::Add { n }) => {
+                s.total += n;
+                s.adds.push(n);
+                Transition::to(s)
+            }
+            Event::Signal(TallySignal::Finish) => {
+                let output = json!({ "total": s.total });
+                Transition::to(s).then(Command::Complete { output })
+            }
+            other => return Err(format!("unexpected {other:?}")),
+        })
+    }
+
+    fn query(s: &TallyState, name: &str) -> Option<Value> {
+        match name {
+            "total" => Some(json!(s.total)),
+            "adds" => Some(json!(s.adds)),
+            _ => None,
+        }
+    }
+}
+
+/// The definitions the test servers know.
+pub fn workflows() -> Workflows {
+    let mut w = Workflows::new();
+    w.workflow::<Tally>();
+    w
+}
+
+/// A migrated, empty database and a pool on it.
+pub async fn database() -> PgPool {
+    let url = fresh_database().await;
+    let pool = db::connect(&url, 10, Duration::from_secs(10))
+        .await
+        .expect("connect");
+    db::migrate(&pool).await.expect("migrate");
+    pool
+}
+
+/// A running API (and, on demand, a worker) over its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    stop: watch::Sender<bool>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    worker: std::sync::Mutex<Option<JoinHandle<anyhow::Result<()>>>>,
+}
+
+impl TestApp {
+    /// Serves on a fresh database.
+    pub async fn spawn() -> Self {
+        Self::spawn_on(database().await).await
+    }
+
+    /// Serves on `pool`'s database.
+    pub async fn spawn_on(pool: PgPool) -> Self {
+        let settings = HttpSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            static_dir: "/nonexistent".into(),
+            body_limit: BODY_LIMIT,
+            operator_token: Some(SecretString::from(TOKEN)),
+        };
+        let app = Application::build(&settings, pool.clone(), workflows().definitions)
+            .await
+            .expect("build");
+        let addr = app.local_addr().expect("addr");
+        app.hub().listening().await;
+        let (stop, rx) = watch::channel(false);
+        let server = tokio::spawn(app.run(stopped(rx)));
+        Self {
+            addr,
+            pool,
+            client: reqwest::Client::new(),
+            stop,
+            server: Some(server),
+            worker: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Starts a worker in this process that runs [`workflows`].
+    pub async fn start_worker(&self) {
+        let settings = WorkerSettings {
+            shutdown_timeout_ms: 5_000,
+            ..WorkerSettings::default()
+        };
+        let worker = Worker::build(&settings, self.pool.clone())
+            .await
+            .expect("worker")
+            .workflows(workflows());
+        let handle = tokio::spawn(worker.run(stopped(self.stop.subscribe())));
+        *self.worker.lock().expect("lock") = Some(handle);
+    }
+
+    /// `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A GET with the operator token.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(TOKEN)
+    }
+
+    /// A POST with the operator token.
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path)).bearer_auth(TOKEN)
+    }
+
+    /// Starts a tally through the API; returns its id.
+    pub async fn start_tally(&self, key: &str) -> uuid::Uuid {
+        let (status, body) = send(
+            self.post("/api/workflows")
+                .json(&json!({ "kind": "test.api.tally", "key": key, "input": {} })),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        body["id"].as_str().expect("id").parse().expect("uuid")
+    }
+
+    /// Stops the server and the worker, waiting for both.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(20), server)
+                .await
+                .expect("server stops in time")
+                .expect("server task")
+                .expect("server");
+        }
+        let worker = self.worker.lock().expect("lock").take();
+        if let Some(worker) = worker {
+            worker.await.expect("worker task").expect("worker");
+        }
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Sends `request`; returns the status and the body as JSON (`null` when
+/// empty, a string when not JSON).
+pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("send");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+/// Asserts the JSON error body with `code`.
+#[track_caller]
+pub fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+/// Polls `check` every 50 ms until it is true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+impl SseEvent {
+    /// The data as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).expect("JSON data")
+    }
+}
+
+/// Reads events off a `text/event-stream` response.
+pub struct SseReader {
+    stream: futures_util::stream::BoxStream<'static, reqwest::Result<axum::body::Bytes>>,
+    buf: String,
+    /// Comment lines seen (keep-alives).
+    pub comments: usize,
+}
+
+impl SseReader {
+    /// Reads `response`'s body.
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            stream: response.bytes_stream().boxed(),
+            buf: String::new(),
+            comments: 0,
+        }
+    }
+
+    /// The next event; `None` when the stream ended; panics after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
+        tokio::time::timeout(timeout, self.next_event())
+            .await
+            .expect("an SSE event in time")
+    }
+
+    async fn next_event(&mut self) -> Option<SseEvent> {
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                let mut event = SseEvent::default();
+                let mut data = Vec::new();
+                for line in frame.lines() {
+                    if line.starts_with(':') {
+                        self.comments += 1;
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        event.id = Some(v.trim_start().to_owned());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event.event = Some(v.trim_start().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
+                    }
+                }
+                if event.id.is_some() || event.event.is_some() || !data.is_empty() {
+                    event.data = data.join("\n");
+                    return Some(event);
+                }
+            }
+            match self.stream.next().await {
+                Some(Ok(chunk)) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
+                Some(Err(e)) => panic!("SSE stream failed: {e}"),
+                None => return None,
+            }
+        }
+    }
+}
