@@ -593,3 +593,179 @@ impl Workflow for Onboarding {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+    use uuid::Uuid;
+
+    fn ctx(seq: i64) -> Ctx {
+        Ctx {
+            workflow_id: Uuid::nil(),
+            seq,
+            now: datetime!(2026-11-25 09:00 UTC),
+        }
+    }
+
+    fn start() -> OnboardingState {
+        let input = OnboardingInput {
+            user_id: "u".into(),
+            display_name: None,
+            settings: OnboardingSettings::default(),
+        };
+        Onboarding::apply(None, Event::Start(input), &ctx(1))
+            .expect("start")
+            .state
+    }
+
+    fn apply(
+        state: OnboardingState,
+        event: Event<OnboardingInput, OnboardingSignal>,
+    ) -> Transition<OnboardingState> {
+        Onboarding::apply(Some(state), event, &ctx(2)).expect("apply")
+    }
+
+    fn say(state: OnboardingState, text: &str) -> Transition<OnboardingState> {
+        apply(
+            state,
+            Event::Signal(OnboardingSignal::UserMessage {
+                content: text.into(),
+                seq: None,
+                client_id: None,
+            }),
+        )
+    }
+
+    fn done(
+        state: OnboardingState,
+        id: &str,
+        result: Result<Value, String>,
+    ) -> Transition<OnboardingState> {
+        apply(
+            state,
+            Event::Activity {
+                id: id.into(),
+                result,
+            },
+        )
+    }
+
+    fn activities(t: &Transition<OnboardingState>) -> Vec<(String, String)> {
+        t.commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::RunActivity { id, name, .. } => Some((id.clone(), name.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn reply(message: &str, step_completed: bool) -> Value {
+        json!({
+            "message": message,
+            "workflow_signals": { "step_completed": step_completed },
+            "memory_updates": [],
+            "agent": "greeter",
+        })
+    }
+
+    #[test]
+    fn a_turn_reads_memory_then_asks_the_agent_then_stores_the_reply() {
+        let t = say(start(), "Hi, I'm Alex");
+        assert_eq!(activities(&t), [("t1.memory".into(), MEMORY_GET.into())]);
+        let t = done(
+            t.state,
+            "t1.memory",
+            Ok(json!({ "memories": ["Uses Notion"] })),
+        );
+        assert_eq!(activities(&t), [("t1.agent".into(), AGENT_TURN.into())]);
+        let Command::RunActivity { input, .. } = &t.commands[0] else {
+            panic!("not an activity");
+        };
+        assert_eq!(input["agent_type"], "coordinator");
+        assert_eq!(input["context"]["user_memory"], json!(["Uses Notion"]));
+        assert_eq!(input["context"]["today"], "2026-11-25");
+        let t = done(t.state, "t1.agent", Ok(reply("Nice to meet you!", true)));
+        assert_eq!(
+            activities(&t),
+            [
+                ("t1.reply".into(), CHAT_REPLY.into()),
+                ("t1.remember".into(), MEMORY_UPDATE.into())
+            ]
+        );
+        assert_eq!(t.state.step, Step::Discovery);
+        assert!(t.state.summary()["typing"].as_bool().unwrap_or(false));
+        let t = done(t.state, "t1.reply", Ok(json!({ "seq": 2 })));
+        assert!(t.state.turn.is_none());
+        assert!(matches!(t.commands[..], [Command::SetDeadline { .. }]));
+        assert_eq!(t.state.progress()["percent"], 33);
+    }
+
+    #[test]
+    fn a_late_result_of_an_earlier_turn_changes_nothing() {
+        let t = say(start(), "hello");
+        let before = t.state.clone();
+        let t = done(t.state, "t7.agent", Ok(reply("stale", true)));
+        assert_eq!(t.state, before);
+        assert!(t.commands.is_empty());
+    }
+
+    #[test]
+    fn a_failed_agent_turn_apologises_and_keeps_the_step() {
+        let t = say(start(), "hello");
+        let t = done(t.state, "t1.memory", Err("memory down".into()));
+        let t = done(t.state, "t1.agent", Err("server error (503)".into()));
+        let Command::RunActivity { input, .. } = &t.commands[0] else {
+            panic!("not an activity");
+        };
+        assert_eq!(input["reply"]["content"], APOLOGY);
+        assert_eq!(t.state.step, Step::Greeting);
+        assert_eq!(t.state.failures, 1);
+        // The failed message stays in what the agent will see next.
+        assert_eq!(t.state.history.len(), 1);
+    }
+
+    #[test]
+    fn after_a_nudge_no_other_is_armed_until_the_user_speaks() {
+        let mut state = start();
+        state.greeted = true;
+        let t = apply(
+            state,
+            Event::Timer {
+                reason: "nudge".into(),
+            },
+        );
+        assert_eq!(t.state.nudges_sent, 1);
+        let t = done(t.state, "t1.memory", Ok(json!({ "memories": [] })));
+        let t = done(t.state, "t1.agent", Ok(reply("Still there?", false)));
+        let t = done(t.state, "t1.reply", Ok(json!({})));
+        assert!(t.commands.is_empty(), "{:?}", t.commands);
+        // A second timer (stale) does nothing either.
+        let t = apply(
+            t.state,
+            Event::Timer {
+                reason: "nudge".into(),
+            },
+        );
+        assert!(t.commands.is_empty());
+        assert_eq!(t.state.nudges_sent, 1);
+    }
+
+    #[test]
+    fn reaching_completed_finishes_once_the_last_reply_is_stored() {
+        let mut state = start();
+        state.step = Step::BrainDump;
+        let t = say(state, "looks good");
+        let t = done(t.state, "t1.memory", Ok(json!({ "memories": [] })));
+        let mut output = reply("All set!", true);
+        output["workflow_signals"]["completion_data"] =
+            json!({ "inbox_items": [{ "title": "Call the bank", "due_date": null, "tags": [] }] });
+        let t = done(t.state, "t1.agent", Ok(output));
+        assert!(activities(&t).contains(&("t1.inbox".into(), INBOX_ADD.into())));
+        assert_eq!(t.state.step, Step::Completed);
+        let t = done(t.state, "t1.reply", Ok(json!({})));
+        assert!(matches!(t.commands[..], [Command::Complete { .. }]));
+        assert_eq!(t.state.progress()["percent"], 100);
+    }
+}
