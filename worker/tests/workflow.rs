@@ -474,3 +474,36 @@ async fn a_transition_that_fails_fails_only_its_workflow() {
     assert_eq!(status(&pool, good).await, Some(Status::Completed));
     worker.stop();
 }
+
+#[tokio::test]
+async fn a_signal_the_definition_cannot_take_is_ignored_with_a_note() {
+    let (_url, pool) = database().await;
+    let registry = testbed::workflows().definitions;
+    let id = start(&pool, "test.counter", "c", json!({})).await.id;
+    signal(&pool, id, "bogus", json!({ "x": 1 }), None).await;
+    signal(&pool, id, "add", json!({ "tag": 7 }), None).await;
+    signal(&pool, id, "add", json!({ "tag": "not a number" }), None).await;
+    advance(&pool, &registry, id).await.expect("advance");
+    let row = store::get(&pool, id).await.expect("get").expect("row");
+    assert_eq!(row.status, Status::Waiting, "{row:?}");
+    assert_eq!(row.context, json!([7]));
+    let history = store::history(&pool, id).await.expect("history");
+    let notes: Vec<Option<&str>> = history.iter().map(|h| h.note.as_deref()).collect();
+    assert_eq!(notes.len(), 4);
+    assert!(
+        notes[1].is_some_and(|n| n.starts_with("signal ignored")),
+        "{notes:?}"
+    );
+    assert_eq!(notes[2], None);
+    assert!(
+        notes[3].is_some_and(|n| n.starts_with("signal ignored")),
+        "{notes:?}"
+    );
+    // The definition itself says so before delivery, for the API.
+    let counter = registry.get("test.counter").expect("counter");
+    assert!(counter.check_signal("add", &json!({ "tag": 1 })).is_ok());
+    assert!(counter.check_signal("bogus", &json!({})).is_err());
+    // And replaying that history gives the same row.
+    let report = replay(&pool, &registry, id).await.expect("replay");
+    assert!(report.divergence.is_none(), "{report:?}");
+}

@@ -86,6 +86,14 @@ pub fn step(
             != Some(row.deadline_version)
     {
         note = Some("stale timer: the deadline moved after it fired".into());
+    } else if let Some(Err(error)) = (event.event == "signal")
+        .then_some(definition)
+        .flatten()
+        .map(|d| d.check_signal(event.name.as_deref().unwrap_or_default(), &event.payload))
+    {
+        // A signal the definition cannot take (delivered around the API's
+        // check, from SQL say) is bad input: it changes nothing.
+        note = Some(format!("signal ignored: {error}"));
     } else {
         if matches!(event.event.as_str(), "activity" | "child") {
             row.in_flight = (row.in_flight - 1).max(0);

@@ -53,6 +53,10 @@ pub trait Definition: Send + Sync {
     ) -> Result<Applied, String>;
     /// Answers query `name` from the stored context.
     fn query(&self, context: &Value, name: &str) -> Result<Option<Value>, String>;
+    /// Checks that signal `name` with `payload` is one this definition
+    /// takes: the API refuses others before delivering them, and a worker
+    /// ignores (with a note in the history) any that got in another way.
+    fn check_signal(&self, name: &str, payload: &Value) -> Result<(), String>;
 }
 
 struct Erased<W>(PhantomData<fn() -> W>);
@@ -141,6 +145,17 @@ impl<W: Workflow> Definition for Erased<W> {
             state: W::state_name(&transition.state),
             commands: transition.commands,
         })
+    }
+
+    fn check_signal(&self, name: &str, payload: &Value) -> Result<(), String> {
+        let event = StoredEvent {
+            seq: 0,
+            event: "signal".into(),
+            name: Some(name.to_owned()),
+            payload: payload.clone(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        Self::decode(&event).map(|_| ())
     }
 
     fn query(&self, context: &Value, name: &str) -> Result<Option<Value>, String> {
