@@ -7,7 +7,8 @@
 //! |--------------|------------------------------------------------------------------|
 //! | [`settings`] | the API's command line and environment                           |
 //! | [`startup`]  | binding the listener, building the router, serving until shutdown|
-//! | [`http`]     | the router: routes, errors, auth, SSE, OpenAPI, static files     |
+//! | [`http`]     | the router: routes, errors, auth, sessions, the chat, its        |
+//! |              | WebSocket, SSE, OpenAPI, static files                            |
 //! | [`push`]     | the push hub: one LISTEN connection fanned out to subscribers    |
 
 pub mod http;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use floe_agents::settings::LlmSettings;
@@ -80,6 +81,10 @@ pub struct HttpSettings {
         hide_env_values = true
     )]
     pub operator_token: Option<SecretString>,
+
+    /// The chat's sessions, limits, WebSocket heartbeats and onboarding.
+    #[command(flatten)]
+    pub chat: ChatSettings,
 }
 
 /// Reads a secret without echoing it anywhere.
@@ -94,6 +99,100 @@ impl Default for HttpSettings {
             static_dir: PathBuf::from("frontend/dist"),
             body_limit: 1024 * 1024,
             operator_token: None,
+            chat: ChatSettings::default(),
         }
+    }
+}
+
+/// How the chat serves people: sessions, limits, the WebSocket's
+/// heartbeats, and the onboardings it starts.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+#[command(next_help_heading = "Chat")]
+pub struct ChatSettings {
+    /// How long a session (its cookie and token) stays valid, in seconds.
+    #[arg(
+        long = "session-ttl-secs",
+        env = "FLOE__CHAT__SESSION_TTL_SECS",
+        default_value_t = 30 * 24 * 3600
+    )]
+    pub session_ttl_secs: u64,
+
+    /// Longest chat message accepted, in characters (after trimming);
+    /// longer ones get 422.
+    #[arg(
+        long = "max-message-chars",
+        env = "FLOE__CHAT__MAX_MESSAGE_CHARS",
+        default_value_t = 4000
+    )]
+    pub max_message_chars: usize,
+
+    /// Messages a person may send per minute, counted by each API process
+    /// on its own (in memory); more get 429 with `Retry-After`.
+    #[arg(
+        long = "messages-per-minute",
+        env = "FLOE__CHAT__MESSAGES_PER_MINUTE",
+        default_value_t = 30
+    )]
+    pub messages_per_minute: u32,
+
+    /// How often the server pings an idle WebSocket, in milliseconds.
+    #[arg(
+        long = "ws-ping-ms",
+        env = "FLOE__CHAT__WS_PING_MS",
+        default_value_t = 20_000
+    )]
+    pub ws_ping_ms: u64,
+
+    /// A WebSocket from which nothing (not even a pong) has arrived for
+    /// this long, in milliseconds, is closed.
+    #[arg(
+        long = "ws-idle-ms",
+        env = "FLOE__CHAT__WS_IDLE_MS",
+        default_value_t = 60_000
+    )]
+    pub ws_idle_ms: u64,
+
+    /// Silence, in seconds, after which the onboarding checks in on a
+    /// person (given to onboardings this server starts).
+    #[arg(
+        long = "nudge-after-secs",
+        env = "FLOE__CHAT__NUDGE_AFTER_SECS",
+        default_value_t = 600
+    )]
+    pub nudge_after_secs: u64,
+
+    /// Most check-ins over a whole onboarding (given to onboardings this
+    /// server starts).
+    #[arg(
+        long = "max-nudges",
+        env = "FLOE__CHAT__MAX_NUDGES",
+        default_value_t = 1
+    )]
+    pub max_nudges: u32,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        Self {
+            session_ttl_secs: 30 * 24 * 3600,
+            max_message_chars: 4000,
+            messages_per_minute: 30,
+            ws_ping_ms: 20_000,
+            ws_idle_ms: 60_000,
+            nudge_after_secs: 600,
+            max_nudges: 1,
+        }
+    }
+}
+
+impl ChatSettings {
+    /// The server's heartbeat interval.
+    pub fn ws_ping(&self) -> Duration {
+        Duration::from_millis(self.ws_ping_ms.max(10))
+    }
+
+    /// How long a silent WebSocket is kept.
+    pub fn ws_idle(&self) -> Duration {
+        Duration::from_millis(self.ws_idle_ms.max(10))
     }
 }

@@ -31,7 +31,7 @@ impl Application {
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.listen).await?;
         let token = OperatorToken::from_settings(settings.operator_token.as_ref());
-        let state = AppState::new(pool, definitions, token);
+        let state = AppState::new(pool, definitions, token).with_chat(settings.chat.clone());
         let hub = state.hub.clone();
         Ok(Self {
             listener,

@@ -706,6 +706,15 @@ const EXPECTED_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/workflows/{id}/cancel"),
     ("get", "/api/workflows/{id}/queries/{name}"),
     ("get", "/api/workflows/{id}/events"),
+    ("post", "/api/session"),
+    ("get", "/api/session"),
+    ("post", "/api/workflow/start"),
+    ("post", "/api/chat/message"),
+    ("get", "/api/workflow/progress"),
+    ("get", "/api/workflow/state"),
+    ("get", "/api/chat/messages"),
+    ("get", "/api/inbox"),
+    ("get", "/ws"),
     ("get", "/api/openapi.json"),
     ("get", "/healthz"),
     ("get", "/readyz"),
@@ -827,5 +836,47 @@ async fn the_openapi_document_is_valid_and_lists_every_route_the_router_serves()
         serde_json::to_value(floe_api::http::openapi()).expect("serialize"),
         doc
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_signal_the_workflows_definition_does_not_take_is_refused_before_delivery() {
+    let app = TestApp::spawn().await;
+    let (status, body) = send(app.post("/api/workflows").json(&json!({
+        "kind": "onboarding", "key": "onboarding/u1", "input": { "user_id": "u1" },
+    })))
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().expect("id").to_owned();
+    let inbox = "SELECT count(*) FROM floe.inbox";
+    let before = scalar(&app.pool, inbox).await;
+    for (name, payload) in [
+        ("user_mesage", json!({ "content": "typo in the name" })),
+        ("user_message", json!({ "text": "no content field" })),
+    ] {
+        let (status, body) = send(
+            app.post(&format!("/api/workflows/{id}/signals/{name}"))
+                .json(&payload),
+        )
+        .await;
+        assert_error(status, &body, 422, "validation_failed");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("onboarding does not take this signal")),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        scalar(&app.pool, inbox).await,
+        before,
+        "nothing was delivered"
+    );
+    let (status, body) = send(
+        app.post(&format!("/api/workflows/{id}/signals/user_message"))
+            .json(&json!({ "content": "hello" })),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
     app.stop().await;
 }

@@ -158,6 +158,13 @@ fn help_lists_every_setting_with_its_environment_variable() {
         "FLOE__LOG__FILTER",
         "FLOE__API__WITH_WORKER",
         "FLOE__API__OPERATOR_TOKEN",
+        "FLOE__CHAT__SESSION_TTL_SECS",
+        "FLOE__CHAT__MAX_MESSAGE_CHARS",
+        "FLOE__CHAT__MESSAGES_PER_MINUTE",
+        "FLOE__CHAT__WS_PING_MS",
+        "FLOE__CHAT__WS_IDLE_MS",
+        "FLOE__CHAT__NUDGE_AFTER_SECS",
+        "FLOE__CHAT__MAX_NUDGES",
     ] {
         assert!(help.contains(var), "--help does not mention {var}:\n{help}");
     }

@@ -9,10 +9,11 @@
 //! |--------|--------------------------|------------------------------------------------------|
 //! | 400    | `malformed_json`         | the body is not JSON, or not sent as JSON            |
 //! | 400    | `bad_request`            | a path or query parameter or a header does not parse |
-//! | 401    | `unauthorized`           | the bearer token is missing or wrong                 |
+//! | 401    | `unauthorized`           | the bearer token or the session is missing or wrong  |
 //! | 404    | `not_found`              | no such id, or no such route                         |
 //! | 405    | `method_not_allowed`     | the route exists, the method does not                |
 //! | 409    | `conflict`               | the request contradicts the current state            |
+//! | 409    | `onboarding_completed`   | a chat message to an onboarding that has completed   |
 //! | 413    | `payload_too_large`      | the body is over the configured limit                |
 //! | 422    | `validation_failed`      | well-formed JSON with missing or invalid fields      |
 //! | 429    | `rate_limited`           | too many requests; `Retry-After` says when to retry  |
@@ -41,6 +42,10 @@ pub enum ApiError {
     /// 401: the bearer token is missing or wrong.
     #[error("a valid bearer token is required")]
     Unauthorized,
+    /// 401: the chat routes need a session (cookie or bearer token) and
+    /// none valid was presented.
+    #[error("a session is required: POST /api/session starts one")]
+    NoSession,
     /// 404: no such resource (or no such route).
     #[error("{0}")]
     NotFound(String),
@@ -50,6 +55,10 @@ pub enum ApiError {
     /// 409: the request contradicts the resource's current state.
     #[error("{0}")]
     Conflict(String),
+    /// 409: the person's onboarding has completed; it takes no more
+    /// messages.
+    #[error("your onboarding has completed; it takes no more messages")]
+    OnboardingCompleted,
     /// 413: the body is larger than the configured limit.
     #[error("the request body is too large")]
     PayloadTooLarge,
@@ -73,10 +82,10 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             Self::MalformedJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::NoSession => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::OnboardingCompleted => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -89,10 +98,11 @@ impl ApiError {
         match self {
             Self::MalformedJson(_) => "malformed_json",
             Self::BadRequest(_) => "bad_request",
-            Self::Unauthorized => "unauthorized",
+            Self::Unauthorized | Self::NoSession => "unauthorized",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict(_) => "conflict",
+            Self::OnboardingCompleted => "onboarding_completed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Validation(_) => "validation_failed",
             Self::RateLimited { .. } => "rate_limited",
@@ -101,10 +111,23 @@ impl ApiError {
     }
 
     /// The message the client sees: never an internal cause.
-    fn public_message(&self) -> String {
+    pub fn public_message(&self) -> String {
         match self {
             Self::Unexpected(_) => "internal error; it has been logged".to_owned(),
             other => other.to_string(),
+        }
+    }
+
+    /// Logs it where it is answered (once): an internal error at ERROR with
+    /// its whole cause chain, a rejection at DEBUG.
+    pub fn log(&self) {
+        match self {
+            Self::Unexpected(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed")
+            }
+            other => {
+                tracing::debug!(status = other.status_code().as_u16(), error = %other, "request rejected")
+            }
         }
     }
 
@@ -126,7 +149,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable and machine-readable: `malformed_json`, `bad_request`,
     /// `unauthorized`, `not_found`, `method_not_allowed`, `conflict`,
-    /// `payload_too_large`, `validation_failed`, `rate_limited`, `internal`.
+    /// `onboarding_completed`, `payload_too_large`, `validation_failed`,
+    /// `rate_limited`, `internal`.
     #[schema(example = "not_found")]
     pub code: String,
     /// For people; may change between versions.
@@ -137,13 +161,7 @@ pub struct ErrorDetail {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status_code();
-        match &self {
-            // Logged once, here, with the whole cause chain.
-            Self::Unexpected(cause) => {
-                tracing::error!(error = format!("{cause:#}"), "request failed")
-            }
-            other => tracing::debug!(status = status.as_u16(), error = %other, "request rejected"),
-        }
+        self.log();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code().to_owned(),
@@ -152,7 +170,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(body)).into_response();
         match &self {
-            Self::Unauthorized => {
+            Self::Unauthorized | Self::NoSession => {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -175,6 +193,18 @@ impl From<floe_engine::workflow::store::Error> for ApiError {
             Error::NotFound(id) => Self::NotFound(format!("no workflow {id}")),
             Error::Finished { .. } => Self::Conflict(e.to_string()),
             Error::Database(e) => Self::unexpected(e, "workflow store"),
+        }
+    }
+}
+
+impl From<floe_engine::chat::store::Error> for ApiError {
+    fn from(e: floe_engine::chat::store::Error) -> Self {
+        use floe_engine::chat::store::Error;
+        match e {
+            // The session's user was deleted under it.
+            Error::UnknownUser(_) => Self::NoSession,
+            Error::Workflow(e) => e.into(),
+            Error::Database(e) => Self::unexpected(e, "chat store"),
         }
     }
 }

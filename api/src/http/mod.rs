@@ -6,22 +6,30 @@
 //! | [`error`]    | [`ApiError`](error::ApiError) and the JSON error body every error answer has |
 //! | [`extract`]  | `Json`, `Path`, `Query` extractors whose rejections are `ApiError`s   |
 //! | [`auth`]     | the operator token and the middleware that requires it               |
-//! | [`state`]    | [`AppState`]: pool, workflow definitions, push hub, operator token   |
+//! | [`session`]  | people's sessions: sign-in, and the [`Session`](session::Session) extractor |
+//! | [`state`]    | [`AppState`]: pool, definitions, push hub, tokens, chat settings     |
 //! | [`workflows`]| the engine's API: start, list, get, history, signal, cancel, query   |
 //! | [`events`]   | a workflow's history and changes as Server-Sent Events               |
+//! | [`chat`]     | the chat's endpoints: onboarding, messages, state, progress, inbox   |
+//! | [`ws`]       | the chat's WebSocket: its protocol and each connection               |
+//! | [`limit`]    | the per-person message rate limit (in memory, per process)           |
 //! | [`openapi`]  | the document's frame; the routes come from [`documented`]            |
 //! | `frontend`   | the web front end's files                                            |
 //! | `trace`      | one span per request                                                 |
 
 pub mod auth;
+pub mod chat;
 pub mod error;
 pub mod events;
 pub mod extract;
 mod frontend;
+pub mod limit;
 pub mod openapi;
+pub mod session;
 pub mod state;
 mod trace;
 pub mod workflows;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -60,7 +68,23 @@ pub fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(workflows::query_workflow))
         .routes(routes!(events::workflow_events))
         .route_layer(middleware::from_fn(auth::require_operator));
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).merge(engine)
+    // Signing in: open to anyone; who is signed in: the session's person.
+    let sessions =
+        OpenApiRouter::new().routes(routes!(session::create_session, session::current_session));
+    // The chat: a person's session, reaching only their own data.
+    let chat = OpenApiRouter::new()
+        .routes(routes!(chat::start_onboarding))
+        .routes(routes!(chat::send_message))
+        .routes(routes!(chat::workflow_progress))
+        .routes(routes!(chat::workflow_state))
+        .routes(routes!(chat::list_messages))
+        .routes(routes!(chat::inbox))
+        .routes(routes!(ws::connect))
+        .route_layer(middleware::from_extractor::<session::Session>());
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(engine)
+        .merge(sessions)
+        .merge(chat)
 }
 
 /// The OpenAPI document of every route (what `GET /api/openapi.json` serves).
@@ -88,6 +112,7 @@ pub fn router(settings: &HttpSettings, state: AppState) -> Router {
         .merge(floe_engine::health::router(state.pool.clone()))
         .fallback_service(frontend::service(&settings.static_dir))
         .layer(Extension(state.operator_token.clone()))
+        .layer(Extension(session::Sessions::new(state.pool.clone())))
         // The limit below is the one that counts, for every extractor.
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(settings.body_limit))

@@ -4,13 +4,17 @@
 //! added from the same list the router is built from: see
 //! [`super::documented`].
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 
 /// The security scheme name handlers list in `security(...)`.
 pub const OPERATOR_TOKEN: &str = "operator_token";
+/// The chat's session as the `floe_session` cookie.
+pub const SESSION_COOKIE: &str = "session_cookie";
+/// The chat's session as a bearer token.
+pub const SESSION_TOKEN: &str = "session_token";
 
 /// Where the document is served.
 pub const PATH: &str = "/api/openapi.json";
@@ -20,20 +24,22 @@ pub const PATH: &str = "/api/openapi.json";
 #[openapi(
     info(
         title = "floe",
-        description = "floe's HTTP API: the durable workflow engine's operator endpoints, and the probes. \
+        description = "floe's HTTP API: the onboarding chat (sessions, messages, progress, inbox, and the \
+            WebSocket at /ws), the durable workflow engine's operator endpoints, and the probes. \
             Errors are always `{\"error\": {\"code\", \"message\"}}`; see docs/api.md."
     ),
     paths(openapi_json, healthz, readyz),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes),
     tags(
+        (name = "chat", description = "The onboarding chat, for people (a session: the floe_session cookie or a bearer session token)"),
         (name = "workflows", description = "The engine's own API, for operators (bearer operator token)"),
         (name = "meta", description = "Probes and this document (no authentication)"),
     ),
 )]
 pub struct ApiDoc;
 
-/// Adds the bearer-token scheme the engine routes require.
+/// Adds the operator's bearer-token scheme and the chat's session schemes.
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
@@ -47,6 +53,24 @@ impl Modify for SecuritySchemes {
                     .description(Some(
                         "The operator token: FLOE__API__OPERATOR_TOKEN, or the development token \
                          floe-api logs at start-up when none is set",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            SESSION_COOKIE,
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                super::session::COOKIE,
+                "The session token POST /api/session sets as a cookie",
+            ))),
+        );
+        components.add_security_scheme(
+            SESSION_TOKEN,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The session token POST /api/session returns (on /ws also accepted as ?token=)",
                     ))
                     .build(),
             ),

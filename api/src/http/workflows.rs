@@ -600,7 +600,7 @@ fn optional_json(headers: &HeaderMap, body: &Bytes) -> Result<Value> {
         (status = 404, description = "No such workflow", body = ErrorBody),
         (status = 409, description = "The workflow has finished", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 422, description = "Signal name too long", body = ErrorBody),
+        (status = 422, description = "Signal name too long, or a signal the workflow's definition does not take", body = ErrorBody),
     ),
     security(("operator_token" = [])),
 )]
@@ -614,6 +614,16 @@ pub async fn signal_workflow(
     check_name("signal name", &name)?;
     let key = idempotency_key(&headers)?;
     let payload = optional_json(&headers, &body)?;
+    // A signal the definition cannot take would change nothing when
+    // applied: refuse it here, where the operator sees why.
+    let row = store::get(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no workflow {id}")))?;
+    if let Some(definition) = state.definitions.get(&row.kind) {
+        definition.check_signal(&name, &payload).map_err(|e| {
+            ApiError::Validation(format!("{} does not take this signal: {e}", row.kind))
+        })?;
+    }
     let mut tx = state
         .pool
         .begin()

@@ -6,11 +6,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use floe_api::settings::HttpSettings;
+use floe_agents::settings::LlmSettings;
+use floe_api::settings::{ChatSettings, HttpSettings};
 use floe_api::startup::Application;
 use floe_engine::db;
 use floe_engine::testing::fresh_database;
-use floe_engine::workflow::{Command, Ctx, Event, Transition, Workflow};
+use floe_engine::workflow::{Command, Ctx, Event, Registry, Transition, Workflow};
 use floe_worker::settings::WorkerSettings;
 use floe_worker::startup::Worker;
 use floe_worker::workflows::Workflows;
@@ -89,11 +90,20 @@ impl Workflow for Tally {
     }
 }
 
-/// The definitions the test servers know.
+/// The definitions the test servers' workers run.
 pub fn workflows() -> Workflows {
     let mut w = Workflows::new();
     w.workflow::<Tally>();
     w
+}
+
+/// The definitions the test servers know: this build's production ones
+/// (the onboarding) and [`Tally`].
+pub fn definitions(pool: &PgPool) -> Registry {
+    let mut w = floe_worker::startup::workflows(&LlmSettings::default(), pool)
+        .expect("production workflows");
+    w.workflow::<Tally>();
+    w.definitions
 }
 
 /// A migrated, empty database and a pool on it.
@@ -111,6 +121,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub pool: PgPool,
     pub client: reqwest::Client,
+    /// The server's push hub (to watch its subscribers).
+    pub hub: floe_api::push::Hub,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     worker: std::sync::Mutex<Option<JoinHandle<anyhow::Result<()>>>>,
@@ -124,23 +136,31 @@ impl TestApp {
 
     /// Serves on `pool`'s database.
     pub async fn spawn_on(pool: PgPool) -> Self {
+        Self::spawn_with(pool, ChatSettings::default()).await
+    }
+
+    /// Serves on `pool`'s database with the chat's `chat` settings.
+    pub async fn spawn_with(pool: PgPool, chat: ChatSettings) -> Self {
         let settings = HttpSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             static_dir: "/nonexistent".into(),
             body_limit: BODY_LIMIT,
             operator_token: Some(SecretString::from(TOKEN)),
+            chat,
         };
-        let app = Application::build(&settings, pool.clone(), workflows().definitions)
+        let app = Application::build(&settings, pool.clone(), definitions(&pool))
             .await
             .expect("build");
         let addr = app.local_addr().expect("addr");
         app.hub().listening().await;
+        let hub = app.hub().clone();
         let (stop, rx) = watch::channel(false);
         let server = tokio::spawn(app.run(stopped(rx)));
         Self {
             addr,
             pool,
             client: reqwest::Client::new(),
+            hub,
             stop,
             server: Some(server),
             worker: std::sync::Mutex::new(None),
@@ -200,6 +220,48 @@ impl TestApp {
         let worker = self.worker.lock().expect("lock").take();
         if let Some(worker) = worker {
             worker.await.expect("worker task").expect("worker");
+        }
+    }
+}
+
+/// A worker in this process running this build's production workflows
+/// (the onboarding, with the offline agents), on its own lifecycle.
+pub struct TestWorker {
+    stop: watch::Sender<bool>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestWorker {
+    /// Starts it on `pool`'s database.
+    pub async fn production(pool: &PgPool) -> Self {
+        let settings = WorkerSettings {
+            poll_ms: 200,
+            shutdown_timeout_ms: 5_000,
+            ..WorkerSettings::default()
+        };
+        let workflows = floe_worker::startup::workflows(&LlmSettings::default(), pool)
+            .expect("production workflows");
+        let worker = Worker::build(&settings, pool.clone())
+            .await
+            .expect("worker")
+            .workflows(workflows);
+        let (stop, rx) = watch::channel(false);
+        let handle = tokio::spawn(worker.run(stopped(rx)));
+        Self {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops it, waiting for it.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(handle) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(20), handle)
+                .await
+                .expect("worker stops in time")
+                .expect("worker task")
+                .expect("worker");
         }
     }
 }

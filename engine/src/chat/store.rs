@@ -356,3 +356,20 @@ pub async fn start_workflow_for(
     link_workflow(&mut *conn, user_id, kind, &key, started.id).await?;
     Ok(started)
 }
+
+/// The workflow of `kind` that serves `user_id`, as the source spec names
+/// it: its business key (`workflow_id`) and its run's id.
+pub async fn workflow_instance(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    kind: &str,
+) -> Result<Option<(String, Uuid)>> {
+    let row = sqlx::query!(
+        "SELECT workflow_id, run_id FROM floe.workflow_instances WHERE user_id = $1 AND kind = $2",
+        user_id,
+        kind
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.workflow_id, r.run_id)))
+}

@@ -1,0 +1,757 @@
+//! `GET /ws`: the chat's WebSocket. JSON text frames both ways; the
+//! protocol is written out in `docs/api.md` ("The chat's WebSocket").
+//!
+//! On connect the server waits for the client's `hello` (the last sequence
+//! number it saw; [`HELLO_TIMEOUT`] without one means 0), starts the
+//! person's onboarding if they have none, subscribes to the push hub
+//! (their chat and their onboarding) **before** it reads anything, signals
+//! `user_connected`, then sends a `snapshot` and every message after the
+//! client's sequence number, then live frames. Each notification only says
+//! "look": the connection reads the messages after the last one it sent,
+//! so nothing is lost or sent twice whatever the notifications do.
+//!
+//! Frames go through a bounded per-connection queue ([`QUEUE`]) to a writer
+//! task: the connection never waits on its socket, so a slow or stuck
+//! client delays nobody but itself. A connection whose queue is full is
+//! dropped; one whose subscription lags is sent `resync` and closed; the
+//! client reconnects with its last sequence number and misses nothing.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use floe_engine::chat;
+use floe_engine::workflow::store as workflows;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use uuid::Uuid;
+
+use super::chat::{
+    ChatMessage, InboxEntry, answer_queries, ensure_onboarding, post_message, read_inbox,
+};
+use super::error::{ApiError, ErrorBody, Result};
+use super::session::{Session, TAG};
+use super::state::AppState;
+use crate::push::{Push, Topic};
+
+/// Largest client frame handled, in bytes: a larger one (up to
+/// [`HARD_LIMIT`]) is answered with an `error` frame.
+pub const MAX_FRAME: usize = 16 * 1024;
+/// Largest client frame read at all: a larger one closes the connection
+/// (code 1009) before it is buffered.
+pub const HARD_LIMIT: usize = 64 * 1024;
+/// Frames queued for a client's writer; a client that lets it fill is
+/// dropped.
+pub const QUEUE: usize = 256;
+/// How long the server waits for `hello` before it assumes `after: 0`.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages read (and queued) at a time when catching a client up.
+const PAGE: i64 = 100;
+/// How long catching up waits for room in a client's queue before it
+/// gives the client up.
+const STALL: Duration = Duration::from_secs(10);
+/// How long a closing connection's last frames get to leave.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The close codes the server uses.
+pub mod close {
+    /// Nothing was received for the idle timeout.
+    pub const IDLE: u16 = 1000;
+    /// The server is stopping: reconnect (to another process, or soon).
+    pub const GOING_AWAY: u16 = 1001;
+    /// A frame larger than [`super::HARD_LIMIT`].
+    pub const TOO_BIG: u16 = 1009;
+    /// An internal error (logged on the server).
+    pub const INTERNAL: u16 = 1011;
+    /// The connection fell behind its notifications: reconnect with
+    /// `hello.after` set to the last sequence number seen.
+    pub const RESYNC: u16 = 4000;
+}
+
+/// A frame from the client.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// The first frame: the last sequence number the client saw (0: none).
+    /// Sent again later, it asks for a fresh snapshot and the messages after
+    /// `after` again.
+    Hello {
+        /// The last sequence number seen.
+        #[serde(default)]
+        after: i64,
+    },
+    /// A message, as `POST /api/chat/message`: answered with `ack` or
+    /// `error`.
+    Message {
+        /// The text.
+        content: String,
+        /// The client's id for it: sent twice, it is stored once.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// The client checks the connection: answered with `pong`.
+    Ping,
+    /// The answer to the server's `ping`.
+    Pong,
+}
+
+/// A frame to the client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// Where things stand: sent after `hello`, before the messages the client
+    /// missed.
+    Snapshot {
+        /// The onboarding's `get_state` (`null` until its start is applied).
+        state: Value,
+        /// The onboarding's `get_progress` (`null` likewise).
+        progress: Value,
+        /// The conversation's last sequence number now.
+        last_seq: i64,
+    },
+    /// A message of the conversation (the person's own included), in
+    /// sequence order, each once.
+    Message {
+        /// The message.
+        message: ChatMessage,
+    },
+    /// Whether the assistant is working on a reply (sent when it changes).
+    Typing {
+        /// Whether it is.
+        typing: bool,
+    },
+    /// The onboarding's `get_progress` (sent when it changes).
+    Progress {
+        /// The answer.
+        progress: Value,
+    },
+    /// The whole inbox (sent when it changes).
+    Inbox {
+        /// Its items, oldest first.
+        items: Vec<InboxEntry>,
+    },
+    /// A `message` frame was accepted.
+    Ack {
+        /// Its `client_id`.
+        client_id: Option<String>,
+        /// Its sequence number (the first one's for a duplicate).
+        seq: i64,
+        /// Whether the `client_id` was sent before (nothing changed).
+        duplicate: bool,
+    },
+    /// A frame was refused (the connection stays), or the connection is
+    /// about to close.
+    Error {
+        /// As in the HTTP error body: `malformed_json`, `validation_failed`,
+        /// `rate_limited`, `payload_too_large`, `onboarding_completed`, …
+        code: String,
+        /// For people.
+        message: String,
+        /// The refused message's `client_id`, if it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        /// For `rate_limited`: seconds to wait.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+    },
+    /// The server's heartbeat: answer with `pong`.
+    Ping,
+    /// The answer to the client's `ping`.
+    Pong,
+    /// The connection fell behind: it closes; reconnect with `hello.after`.
+    Resync,
+}
+
+impl ServerFrame {
+    fn error(e: &ApiError, client_id: Option<String>) -> Self {
+        Self::Error {
+            code: e.code().to_owned(),
+            message: e.public_message(),
+            client_id,
+            retry_after: match e {
+                ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Opens the chat's WebSocket (JSON frames; see docs/api.md for the
+/// protocol). The session may also come as `?token=`, for clients that
+/// cannot set headers.
+#[utoipa::path(
+    get, path = "/ws", tag = TAG,
+    params(
+        ("token" = Option<String>, Query, description = "The session token, for clients that can set neither the cookie nor the Authorization header"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+    ),
+    security(("session_cookie" = []), ("session_token" = [])),
+)]
+pub async fn connect(
+    session: Session,
+    State(state): State<AppState>,
+    upgrade: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response> {
+    let upgrade = upgrade.map_err(|e| {
+        ApiError::BadRequest(format!("expected a WebSocket upgrade: {}", e.body_text()))
+    })?;
+    let user = session.user_id().to_owned();
+    Ok(upgrade
+        .max_message_size(HARD_LIMIT)
+        .max_frame_size(HARD_LIMIT)
+        .on_failed_upgrade(
+            move |e| tracing::debug!(user_id = %user, error = %e, "websocket upgrade failed"),
+        )
+        .on_upgrade(move |socket| serve(socket, state, session)))
+}
+
+/// Why a connection ends.
+#[derive(Debug)]
+enum End {
+    /// The client closed it, or it broke.
+    Gone,
+    /// Nothing arrived for the idle timeout.
+    Idle,
+    /// A frame over [`HARD_LIMIT`].
+    TooBig,
+    /// The subscription fell behind.
+    Lagged,
+    /// The client's queue is full.
+    Overflow,
+    /// The server is stopping (the hub has stopped).
+    Stopping,
+    /// Something failed on our side.
+    Failed(ApiError),
+}
+
+impl<E: Into<ApiError>> From<E> for End {
+    fn from(e: E) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+/// Serves one connection until it ends.
+async fn serve(socket: WebSocket, state: AppState, session: Session) {
+    let (sink, mut stream) = socket.split();
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let writer = tokio::spawn(write(sink, rx, state.chat.ws_idle()));
+    let mut connection = Connection {
+        state,
+        session,
+        tx,
+        run_id: Uuid::nil(),
+        last_sent: 0,
+        typing: None,
+        progress: None,
+        inbox: None,
+        last_received: Instant::now(),
+    };
+    tracing::info!(user_id = %connection.session.user_id(), "websocket connected");
+    let end = match connection.run(&mut stream).await {
+        Ok(never) => match never {},
+        Err(end) => end,
+    };
+    connection.close(end, writer).await;
+}
+
+/// Writes queued frames to the socket, each within `timeout`; ends when the
+/// queue closes, after a close frame, or when the socket fails.
+async fn write(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Message>,
+    timeout: Duration,
+) {
+    while let Some(message) = queue.recv().await {
+        let closing = matches!(message, Message::Close(_));
+        match tokio::time::timeout(timeout, sink.send(message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "websocket write failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("websocket write timed out");
+                return;
+            }
+        }
+        if closing {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+}
+
+/// What changed since the last read, by the notifications received.
+#[derive(Debug, Default)]
+struct Stale {
+    messages: bool,
+    inbox: bool,
+    workflow: bool,
+}
+
+impl Stale {
+    fn chat(&mut self, push: Option<Push>, last_sent: i64) -> std::result::Result<(), End> {
+        match push {
+            Some(Push::Notified(payload)) => match payload.get("kind").and_then(Value::as_str) {
+                Some("message") => {
+                    let seq = payload.get("seq").and_then(Value::as_i64);
+                    self.messages |= seq.is_none_or(|seq| seq > last_sent);
+                }
+                Some("inbox") => self.inbox = true,
+                _ => {
+                    self.messages = true;
+                    self.inbox = true;
+                }
+            },
+            Some(Push::Resync) => {
+                self.messages = true;
+                self.inbox = true;
+                self.workflow = true;
+            }
+            Some(Push::Lagged) => return Err(End::Lagged),
+            None => return Err(End::Stopping),
+        }
+        Ok(())
+    }
+
+    fn workflow(&mut self, push: Option<Push>) -> std::result::Result<(), End> {
+        match push {
+            Some(Push::Notified(_)) => self.workflow = true,
+            Some(Push::Resync) => {
+                self.messages = true;
+                self.inbox = true;
+                self.workflow = true;
+            }
+            Some(Push::Lagged) => return Err(End::Lagged),
+            None => return Err(End::Stopping),
+        }
+        Ok(())
+    }
+}
+
+/// One client's connection: what it was sent, and its queue.
+struct Connection {
+    state: AppState,
+    session: Session,
+    tx: mpsc::Sender<Message>,
+    /// The person's onboarding.
+    run_id: Uuid,
+    /// The last message sequence number sent (or the client's `after`).
+    last_sent: i64,
+    /// The `typing` the client knows.
+    typing: Option<bool>,
+    /// The progress the client knows.
+    progress: Option<Value>,
+    /// The inbox the client knows.
+    inbox: Option<Vec<InboxEntry>>,
+    /// When the client's last frame (of any kind) arrived.
+    last_received: Instant,
+}
+
+type Step = std::result::Result<(), End>;
+
+impl Connection {
+    fn user_id(&self) -> &str {
+        self.session.user_id()
+    }
+
+    /// Runs the protocol; returns only why it ended.
+    async fn run(
+        &mut self,
+        stream: &mut SplitStream<WebSocket>,
+    ) -> std::result::Result<std::convert::Infallible, End> {
+        // hello (or a first frame that is not one, or the timeout: after 0).
+        let mut first = None;
+        let mut after = 0;
+        let hello = tokio::time::sleep(HELLO_TIMEOUT);
+        tokio::pin!(hello);
+        loop {
+            tokio::select! {
+                _ = &mut hello => break,
+                next = stream.next() => match self.receive(next)? {
+                    Some(ClientFrame::Hello { after: a }) => {
+                        after = a;
+                        break;
+                    }
+                    Some(ClientFrame::Ping) => self.send(&ServerFrame::Pong)?,
+                    Some(ClientFrame::Pong) | None => {}
+                    Some(frame @ ClientFrame::Message { .. }) => {
+                        first = Some(frame);
+                        break;
+                    }
+                },
+            }
+        }
+
+        let onboarding = ensure_onboarding(&self.state, &self.session).await?;
+        self.run_id = onboarding.run_id;
+        // Subscribe first, then read: whatever commits in between is both
+        // read and notified, never missed.
+        let hub = self.state.hub.clone();
+        let mut chat_sub = hub.subscribe(Topic::User(self.user_id().to_owned()));
+        let mut workflow_sub = hub.subscribe(Topic::Workflow(self.run_id));
+        self.signal_connected().await?;
+        self.catch_up(after).await?;
+        if let Some(frame) = first {
+            self.handle(frame).await?;
+        }
+
+        let every = self.state.chat.ws_ping();
+        let idle = self.state.chat.ws_idle();
+        let mut ping = tokio::time::interval_at(Instant::now() + every, every);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let mut stale = Stale::default();
+            tokio::select! {
+                next = stream.next() => {
+                    if let Some(frame) = self.receive(next)? {
+                        self.handle(frame).await?;
+                    }
+                }
+                push = chat_sub.recv() => stale.chat(push, self.last_sent)?,
+                push = workflow_sub.recv() => stale.workflow(push)?,
+                _ = ping.tick() => self.send(&ServerFrame::Ping)?,
+                _ = tokio::time::sleep_until(self.last_received + idle) => return Err(End::Idle),
+            }
+            // One read covers every change notified so far.
+            while let Some(push) = chat_sub.try_recv() {
+                stale.chat(Some(push), self.last_sent)?;
+            }
+            while let Some(push) = workflow_sub.try_recv() {
+                stale.workflow(Some(push))?;
+            }
+            if stale.messages {
+                self.send_messages().await?;
+            }
+            if stale.inbox {
+                self.send_inbox().await?;
+            }
+            if stale.workflow {
+                self.send_workflow().await?;
+            }
+        }
+    }
+
+    /// Takes what the socket delivered: a client frame to act on, `None`
+    /// for what needs nothing more (heartbeats, frames refused with an
+    /// `error` frame), or why the connection ends.
+    fn receive(
+        &mut self,
+        next: Option<std::result::Result<Message, axum::Error>>,
+    ) -> std::result::Result<Option<ClientFrame>, End> {
+        let message = match next {
+            None => return Err(End::Gone),
+            Some(Err(e)) => {
+                tracing::debug!(user_id = %self.user_id(), error = %e, "websocket read failed");
+                return Err(if too_big(&e) { End::TooBig } else { End::Gone });
+            }
+            Some(Ok(message)) => message,
+        };
+        self.last_received = Instant::now();
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                self.refuse(ApiError::BadRequest(
+                    "frames must be JSON text, not binary".to_owned(),
+                ))?;
+                return Ok(None);
+            }
+            Message::Ping(_) | Message::Pong(_) => return Ok(None),
+            Message::Close(_) => return Err(End::Gone),
+        };
+        if text.len() > MAX_FRAME {
+            self.refuse(ApiError::PayloadTooLarge)?;
+            return Ok(None);
+        }
+        match parse(text.as_str()) {
+            Ok(frame) => Ok(Some(frame)),
+            Err(e) => {
+                self.refuse(e)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Answers a client frame.
+    async fn handle(&mut self, frame: ClientFrame) -> Step {
+        match frame {
+            ClientFrame::Hello { after } => self.catch_up(after).await,
+            ClientFrame::Message { content, client_id } => {
+                let posted =
+                    post_message(&self.state, &self.session, &content, client_id.as_deref()).await;
+                match posted {
+                    Ok(accepted) => self.send(&ServerFrame::Ack {
+                        client_id,
+                        seq: accepted.seq,
+                        duplicate: accepted.duplicate,
+                    }),
+                    Err(e) => {
+                        e.log();
+                        self.send(&ServerFrame::error(&e, client_id))
+                    }
+                }
+            }
+            ClientFrame::Ping => self.send(&ServerFrame::Pong),
+            ClientFrame::Pong => Ok(()),
+        }
+    }
+
+    /// An `error` frame for a refused frame; the connection stays.
+    fn refuse(&self, e: ApiError) -> Step {
+        e.log();
+        self.send(&ServerFrame::error(&e, None))
+    }
+
+    /// Queues `frame` without waiting: a full queue ends the connection.
+    fn send(&self, frame: &ServerFrame) -> Step {
+        let text = serde_json::to_string(frame)
+            .map_err(|e| ApiError::unexpected(e, "encoding a frame"))?;
+        self.tx.try_send(Message::text(text)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => End::Overflow,
+            mpsc::error::TrySendError::Closed(_) => End::Gone,
+        })
+    }
+
+    /// Tells the onboarding the person is here (the assistant speaks first
+    /// to someone it has not greeted). A finished onboarding is left alone.
+    async fn signal_connected(&self) -> Step {
+        let mut tx = self
+            .state
+            .pool
+            .begin()
+            .await
+            .map_err(|e| ApiError::unexpected(e, "begin"))?;
+        match workflows::signal(&mut tx, self.run_id, "user_connected", &json!({}), None).await {
+            Ok(_) => tx
+                .commit()
+                .await
+                .map_err(|e| ApiError::unexpected(e, "commit user_connected"))?,
+            Err(workflows::Error::Finished { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// The snapshot, then every message after `after`, then the inbox if
+    /// it has anything.
+    async fn catch_up(&mut self, after: i64) -> Step {
+        let user = chat::store::user(&self.state.pool, self.user_id())
+            .await?
+            .ok_or(ApiError::NoSession)?;
+        let answers = self.read_queries().await?;
+        let (state, progress) = answers.clone().unwrap_or((Value::Null, Value::Null));
+        self.typing = answers
+            .as_ref()
+            .and_then(|(s, _)| s.get("typing").and_then(Value::as_bool));
+        self.progress = answers.map(|(_, p)| p);
+        self.last_sent = after.clamp(0, user.last_seq);
+        tracing::debug!(user_id = %self.user_id(), after = self.last_sent, last_seq = user.last_seq, "websocket catching up");
+        self.send(&ServerFrame::Snapshot {
+            state,
+            progress,
+            last_seq: user.last_seq,
+        })?;
+        self.send_messages().await?;
+        self.inbox = Some(Vec::new());
+        self.send_inbox().await
+    }
+
+    /// Every message after the last one sent, a page at a time, each page
+    /// once the queue has room for it.
+    async fn send_messages(&mut self) -> Step {
+        loop {
+            let permits =
+                match tokio::time::timeout(STALL, self.tx.reserve_many(PAGE as usize)).await {
+                    Ok(Ok(permits)) => permits,
+                    Ok(Err(_)) => return Err(End::Gone),
+                    Err(_) => return Err(End::Overflow),
+                };
+            let page =
+                chat::store::messages_after(&self.state.pool, self.user_id(), self.last_sent, PAGE)
+                    .await?;
+            let full = page.len() as i64 == PAGE;
+            for (message, permit) in page.into_iter().zip(permits) {
+                self.last_sent = message.seq;
+                let frame = ServerFrame::Message {
+                    message: message.into(),
+                };
+                let text = serde_json::to_string(&frame)
+                    .map_err(|e| ApiError::unexpected(e, "encoding a frame"))?;
+                permit.send(Message::text(text));
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The inbox, when it differs from what the client has.
+    async fn send_inbox(&mut self) -> Step {
+        let items = read_inbox(&self.state, &self.session).await?.items;
+        if self.inbox.as_ref() == Some(&items) {
+            return Ok(());
+        }
+        self.send(&ServerFrame::Inbox {
+            items: items.clone(),
+        })?;
+        self.inbox = Some(items);
+        Ok(())
+    }
+
+    /// `typing` and `progress`, each when it differs from what the client
+    /// has.
+    async fn send_workflow(&mut self) -> Step {
+        let Some((state, progress)) = self.read_queries().await? else {
+            return Ok(());
+        };
+        let typing = state.get("typing").and_then(Value::as_bool);
+        if let Some(typing) = typing
+            && self.typing != Some(typing)
+        {
+            self.send(&ServerFrame::Typing { typing })?;
+            self.typing = Some(typing);
+        }
+        if self.progress.as_ref() != Some(&progress) {
+            self.send(&ServerFrame::Progress {
+                progress: progress.clone(),
+            })?;
+            self.progress = Some(progress);
+        }
+        Ok(())
+    }
+
+    /// The onboarding's `get_state` and `get_progress`, from its row.
+    async fn read_queries(&self) -> std::result::Result<Option<(Value, Value)>, End> {
+        let Some(row) = workflows::get(&self.state.pool, self.run_id).await? else {
+            return Ok(None);
+        };
+        Ok(answer_queries(&self.state, &row)?)
+    }
+
+    /// Says why (when there is something to say), closes, and lets the
+    /// writer finish; a connection dropped for a full queue is cut at once.
+    async fn close(self, end: End, mut writer: JoinHandle<()>) {
+        let user_id = self.user_id().to_owned();
+        let last: Option<(Option<ServerFrame>, u16, &str)> = match &end {
+            End::Gone => None,
+            End::Overflow => {
+                tracing::info!(user_id = %user_id, "websocket dropped: the client does not keep up");
+                writer.abort();
+                return;
+            }
+            End::Idle => Some((None, close::IDLE, "idle")),
+            End::Stopping => Some((None, close::GOING_AWAY, "server stopping")),
+            End::Lagged => Some((Some(ServerFrame::Resync), close::RESYNC, "resync")),
+            End::TooBig => Some((
+                Some(ServerFrame::error(&ApiError::PayloadTooLarge, None)),
+                close::TOO_BIG,
+                "frame too large",
+            )),
+            End::Failed(e) => {
+                e.log();
+                Some((
+                    Some(ServerFrame::error(e, None)),
+                    close::INTERNAL,
+                    "internal error",
+                ))
+            }
+        };
+        if let Some((frame, code, reason)) = last {
+            if let Some(frame) = frame {
+                let _ = self.send(&frame);
+            }
+            let _ = self.tx.try_send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })));
+        }
+        drop(self.tx);
+        if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+        tracing::info!(user_id = %user_id, reason = ?end, "websocket closed");
+    }
+}
+
+/// A client frame from its text: not JSON is `malformed_json`, JSON that
+/// is no known frame `validation_failed`.
+fn parse(text: &str) -> Result<ClientFrame> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::MalformedJson(format!("a frame must be a JSON object: {e}")))?;
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::Validation(format!(
+            "not a known frame ({e}); expected type hello, message, ping or pong"
+        ))
+    })
+}
+
+/// Whether the read failed because a frame was over the limit.
+fn too_big(e: &axum::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|inner| inner.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|inner| matches!(inner, tungstenite::Error::Capacity(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_parse_or_say_why_not() {
+        assert_eq!(
+            parse(r#"{"type":"hello","after":7}"#).expect("hello"),
+            ClientFrame::Hello { after: 7 }
+        );
+        assert_eq!(
+            parse(r#"{"type":"message","content":"hi","client_id":"c1"}"#).expect("message"),
+            ClientFrame::Message {
+                content: "hi".into(),
+                client_id: Some("c1".into())
+            }
+        );
+        assert_eq!(
+            parse("not json").expect_err("garbage").code(),
+            "malformed_json"
+        );
+        assert_eq!(
+            parse(r#"{"type":"dance"}"#).expect_err("unknown").code(),
+            "validation_failed"
+        );
+        assert_eq!(
+            parse(r#"{"type":"message"}"#)
+                .expect_err("no content")
+                .code(),
+            "validation_failed"
+        );
+    }
+
+    #[test]
+    fn frames_encode_with_their_type() {
+        let frame = serde_json::to_value(ServerFrame::Typing { typing: true }).expect("encode");
+        assert_eq!(frame, json!({ "type": "typing", "typing": true }));
+        let frame = serde_json::to_value(ServerFrame::error(
+            &ApiError::RateLimited {
+                retry_after_secs: 3,
+            },
+            Some("c1".into()),
+        ))
+        .expect("encode");
+        assert_eq!(frame["code"], "rate_limited");
+        assert_eq!(frame["retry_after"], 3);
+        assert_eq!(frame["client_id"], "c1");
+    }
+}
