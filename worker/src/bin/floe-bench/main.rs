@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod llm;
+mod push;
 
 use anyhow::Context;
 use clap::Parser;
@@ -46,6 +47,9 @@ struct Cli {
     /// Serial enqueues in W3.
     #[arg(long, default_value_t = 2_000)]
     w3_enqueues: usize,
+    /// Messages in W6.
+    #[arg(long, default_value_t = 200)]
+    w6_samples: usize,
     /// Agent turns per L1 phase.
     #[arg(long, default_value_t = 300)]
     llm_turns: usize,
@@ -55,12 +59,12 @@ struct Cli {
     /// Seconds per pgbench ceiling run.
     #[arg(long, default_value_t = 5)]
     ceiling_secs: u64,
-    /// Workloads to run, comma-separated (ceilings, W1, W1b, W2, W2s, W3, W5, W7, W7w, W8,
+    /// Workloads to run, comma-separated (ceilings, W1, W1b, W2, W2s, W3, W5, W6, W7, W7w, W8,
     /// and floe's own L1 and L2: the LLM ledger and memory).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceilings,W1,W1b,W2,W2s,W3,W5,W7,W7w,W8,L1,L2"
+        default_value = "ceilings,W1,W1b,W2,W2s,W3,W5,W6,W7,W7w,W8,L1,L2"
     )]
     only: Vec<String>,
     /// Write the Markdown report here (between its floe-bench markers).
@@ -163,6 +167,10 @@ fn main() -> anyhow::Result<()> {
             if want("W8") {
                 let result = bench.timers(cli.w8_workflows, rep).await;
                 bench.survive("timers", result);
+            }
+            if want("W6") {
+                let result = bench.signal_to_push(cli.w6_samples, rep).await;
+                bench.survive("signal_to_push", result);
             }
             if want("L1") {
                 let result = bench.llm_turns(cli.llm_turns, rep).await;
