@@ -393,10 +393,11 @@ where
                                     feedback.push(Message::tool(&call.id, retry_prompt(&e)));
                                 }
                             }
-                        } else if let Some(tool) = self
-                            .tools
+                        } else if let Some(tool) = tools[..self.tools.len()]
+                            // The definitions built above, in the tools' order.
                             .iter()
-                            .find(|t| t.definition(false).name == call.name)
+                            .position(|t| t.name == call.name)
+                            .map(|i| &self.tools[i])
                         {
                             let answer = match tool.call(deps, &call.arguments) {
                                 Ok(value) => value.to_string(),

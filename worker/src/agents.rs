@@ -18,7 +18,7 @@ use floe_agents::agent::AgentError;
 use floe_agents::llm::ledger::{CallSite, Recorder};
 use floe_agents::llm::openai::OpenAiClient;
 use floe_agents::llm::{ChatModel, Embedder};
-use floe_agents::memory::{Brain, Memory, MemoryError, Scope};
+use floe_agents::memory::{Brain, Memory, Scope};
 use floe_agents::onboarding::contract::{AgentInput, ChatTurn};
 use floe_agents::onboarding::{AgentOptions, run_turn};
 use floe_agents::settings::LlmSettings;
@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::workflows::{ActivityCtx, ActivityError, Workflows};
+use crate::workflows::{ActivityCtx, ActivityError, Workflows, decode_input};
 
 pub use floe_agents::onboarding::workflow::{AGENT_TURN, MEMORY_GET, MEMORY_UPDATE};
 
@@ -109,7 +109,7 @@ impl Llm {
     }
 
     async fn turn(&self, ctx: ActivityCtx, input: Value) -> Result<Value, ActivityError> {
-        let input: AgentInput = decode(input)?;
+        let input: AgentInput = decode_input(input)?;
         let recorder = self.recorder(&ctx, &input.context.user_id);
         match run_turn(recorder.as_ref(), &self.options, &input, None).await {
             Ok(output) => {
@@ -120,7 +120,7 @@ impl Llm {
     }
 
     async fn memory_get(&self, ctx: ActivityCtx, input: Value) -> Result<Value, ActivityError> {
-        let input: MemoryGet = decode(input)?;
+        let input: MemoryGet = decode_input(input)?;
         let recorder = self.recorder(&ctx, &input.user_id);
         let scope = Scope::user(&input.user_id);
         let found = self
@@ -133,13 +133,13 @@ impl Llm {
                 0.0,
             )
             .await
-            .map_err(memory_error)?;
+            .map_err(|e| ActivityError::new(&e, e.retryable()))?;
         let memories: Vec<&str> = found.iter().map(|m| m.memory.as_str()).collect();
         Ok(json!({ "memories": memories }))
     }
 
     async fn memory_update(&self, ctx: ActivityCtx, input: Value) -> Result<Value, ActivityError> {
-        let input: MemoryUpdate = decode(input)?;
+        let input: MemoryUpdate = decode_input(input)?;
         let recorder = self.recorder(&ctx, &input.user_id);
         let brain = match &recorder {
             Some(recorder) => Brain::Llm {
@@ -158,10 +158,8 @@ impl Llm {
         {
             Ok(changes) => Ok(json!({ "changes": changes })),
             Err(e) => {
-                if let (true, Some(recorder)) = (e.is_output_failure(), &recorder) {
-                    let _ = recorder.abandon().await;
-                }
-                Err(memory_error(e))
+                abandon_if(e.is_output_failure(), recorder.as_ref()).await;
+                Err(ActivityError::new(&e, e.retryable()))
             }
         }
     }
@@ -183,32 +181,18 @@ struct MemoryUpdate {
     hints: Vec<String>,
 }
 
-/// A malformed input is the workflow's bug: no retry fixes it.
-fn decode<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, ActivityError> {
-    serde_json::from_value(input)
-        .map_err(|e| ActivityError::permanent(format!("input does not decode: {e}")))
-}
-
-/// An agent's failure as an activity error; answers that failed validation
-/// are not replayed to the retry.
-async fn agent_error(e: AgentError, recorder: Option<&Recorder>) -> ActivityError {
-    if let (true, Some(recorder)) = (e.is_output_failure(), recorder)
+/// When an attempt failed on what the model said, its recorded answers are
+/// not replayed to the retry.
+async fn abandon_if(output_failure: bool, recorder: Option<&Recorder>) {
+    if let (true, Some(recorder)) = (output_failure, recorder)
         && let Err(ledger) = recorder.abandon().await
     {
         tracing::warn!(error = %ledger, "could not mark the failed attempt's answers unreusable");
     }
-    let error = if e.retryable() {
-        ActivityError::retryable(&e)
-    } else {
-        ActivityError::permanent(&e)
-    };
-    error.after(e.retry_after())
 }
 
-fn memory_error(e: MemoryError) -> ActivityError {
-    if e.retryable() {
-        ActivityError::retryable(&e)
-    } else {
-        ActivityError::permanent(&e)
-    }
+/// An agent's failure as an activity error.
+async fn agent_error(e: AgentError, recorder: Option<&Recorder>) -> ActivityError {
+    abandon_if(e.is_output_failure(), recorder).await;
+    ActivityError::new(&e, e.retryable()).after(e.retry_after())
 }

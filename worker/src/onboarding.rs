@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::workflows::{ActivityCtx, ActivityError, Workflows};
+use crate::workflows::{ActivityCtx, ActivityError, Workflows, decode_input};
 
 /// Registers the onboarding workflow and its storing activities.
 pub fn register(workflows: &mut Workflows, pool: &PgPool) {
@@ -44,11 +44,6 @@ struct InboxInput {
     items: Vec<InboxItem>,
 }
 
-fn decode<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, ActivityError> {
-    serde_json::from_value(input)
-        .map_err(|e| ActivityError::permanent(format!("input does not decode: {e}")))
-}
-
 /// What wrote a message or an item: the same activity writes it once.
 fn source_key(ctx: &ActivityCtx) -> String {
     format!("{}:{}", ctx.workflow_id, ctx.activity_id)
@@ -62,7 +57,7 @@ fn database(e: chat::store::Error) -> ActivityError {
 }
 
 async fn reply(pool: &PgPool, ctx: ActivityCtx, input: Value) -> Result<Value, ActivityError> {
-    let input: ReplyInput = decode(input)?;
+    let input: ReplyInput = decode_input(input)?;
     let mut tx = pool.begin().await.map_err(ActivityError::retryable)?;
     let seq = chat::store::post_reply(&mut tx, &input.user_id, &source_key(&ctx), &input.reply)
         .await
@@ -76,7 +71,7 @@ async fn add_to_inbox(
     ctx: ActivityCtx,
     input: Value,
 ) -> Result<Value, ActivityError> {
-    let input: InboxInput = decode(input)?;
+    let input: InboxInput = decode_input(input)?;
     let key = source_key(&ctx);
     let items: Vec<NewInboxItem> = input
         .items

@@ -63,11 +63,27 @@ impl ActivityError {
         }
     }
 
+    /// A failure that another attempt may fix, or not.
+    pub fn new(e: impl fmt::Display, retryable: bool) -> Self {
+        Self {
+            message: e.to_string(),
+            retryable,
+            retry_after: None,
+        }
+    }
+
     /// Waits at least `delay` before the next attempt.
     pub fn after(mut self, delay: Option<Duration>) -> Self {
         self.retry_after = delay;
         self
     }
+}
+
+/// Decodes an activity's input; a malformed input is the workflow's bug,
+/// which no retry fixes.
+pub fn decode_input<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, ActivityError> {
+    serde_json::from_value(input)
+        .map_err(|e| ActivityError::permanent(format!("input does not decode: {e}")))
 }
 
 type ActivityFuture = Pin<Box<dyn Future<Output = Result<Value, ActivityError>> + Send + 'static>>;

@@ -1,6 +1,8 @@
-//! `floe-bench`: the queue workloads of ../shared/BENCH.md (W1, W1b, W2, W3,
-//! W7) and the PostgreSQL ceilings they are judged against, in one run on one
-//! durable cluster with PostgreSQL's default configuration.
+//! `floe-bench`: the workloads of ../shared/BENCH.md (queue W1, W1b, W2, W3,
+//! W7; workflows W5, W7w, W8; push W6), floe's own L1 and L2 (the LLM ledger
+//! and memory, in `llm.rs`), and the PostgreSQL ceilings they are judged
+//! against, in one run on one durable cluster with PostgreSQL's default
+//! configuration.
 //!
 //! Every figure is printed as a JSON line as it is measured; at the end the
 //! medians and ranges over the repetitions are written as Markdown (for
