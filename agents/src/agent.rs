@@ -12,16 +12,22 @@
 //! the retries are spent the run fails with [`AgentError::OutputInvalid`],
 //! which the calling activity reports (after abandoning its recorded answers
 //! so that a retry of the activity asks afresh).
+//!
+//! While the model writes, the output's JSON text can be followed through an
+//! [`OutputStream`]: the content deltas in native mode, the `final_result`
+//! call's argument fragments in tool mode ([`FieldStream`] turns them into
+//! the growing text of one field, e.g. the reply a person reads).
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::llm::ledger::{CallError, Recorder};
-use crate::llm::{ChatRequest, Message, ResponseFormat, TextSink, ToolChoice, ToolDef, Usage};
+use crate::llm::stream::FieldExtractor;
+use crate::llm::{ChatRequest, Message, ResponseFormat, Sinks, ToolChoice, ToolDef, Usage};
 use crate::settings::OutputMode;
 
 /// The tool name under which [`OutputMode::Tool`] asks for the output.
@@ -88,6 +94,92 @@ impl AgentError {
     /// answers should not be replayed to a retry).
     pub fn is_output_failure(&self) -> bool {
         matches!(self, Self::OutputInvalid { .. } | Self::TooManyTurns { .. })
+    }
+}
+
+/// Follows an agent's output while the model writes it (ephemeral: the
+/// validated output is what counts).
+pub trait OutputStream: Send + Sync {
+    /// A model call begins: what was pushed before is superseded (the
+    /// answer after a tool call, or a corrected output).
+    fn restart(&self);
+    /// The next fragment of the output's JSON text.
+    fn push(&self, fragment: &str);
+}
+
+/// Receives one field's text as it grows: the number of the model call
+/// writing it (from 1; a new number means the text before it is
+/// superseded) and the whole text so far, trimmed (so it is always a prefix
+/// of the final, trimmed value).
+pub type FieldSink = dyn Fn(u32, &str) + Send + Sync;
+
+/// An [`OutputStream`] that passes one top-level string field's text, as it
+/// grows, to a [`FieldSink`]. Calls are numbered across everything it
+/// follows (several agent runs may share it).
+pub struct FieldStream<'a> {
+    sink: &'a (dyn Fn(u32, &str) + Send + Sync + 'a),
+    field: String,
+    state: Mutex<Following>,
+}
+
+/// What a [`FieldStream`] follows now.
+struct Following {
+    /// The model call (0 before the first).
+    call: u32,
+    extractor: FieldExtractor,
+    /// Length of the text last passed on.
+    passed: usize,
+}
+
+impl fmt::Debug for FieldStream<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FieldStream")
+            .field("field", &self.field)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> FieldStream<'a> {
+    /// Follows the output's field `field`, passing its text to `sink` (a
+    /// [`FieldSink`], or one borrowing from its caller).
+    pub fn new(field: &str, sink: &'a (dyn Fn(u32, &str) + Send + Sync + 'a)) -> Self {
+        Self {
+            sink,
+            field: field.to_owned(),
+            state: Mutex::new(Following {
+                call: 0,
+                extractor: FieldExtractor::new(field),
+                passed: 0,
+            }),
+        }
+    }
+}
+
+impl OutputStream for FieldStream<'_> {
+    fn restart(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.call += 1;
+        state.extractor = FieldExtractor::new(self.field.as_str());
+        state.passed = 0;
+    }
+
+    fn push(&self, fragment: &str) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let Following {
+            call,
+            extractor,
+            passed,
+        } = &mut *state;
+        if extractor.push_str(fragment).is_empty() {
+            return;
+        }
+        // Trimmed as the output's text will be; so only more than
+        // whitespace makes it grow.
+        let text = extractor.text().trim();
+        if text.len() > *passed {
+            *passed = text.len();
+            (self.sink)((*call).max(1), text);
+        }
     }
 }
 
@@ -288,15 +380,15 @@ where
     }
 
     /// Runs the agent: `history` (earlier turns, oldest first) and the
-    /// user's `prompt` after the instructions. Text the model streams goes
-    /// to `stream`.
+    /// user's `prompt` after the instructions. The output's JSON text, as
+    /// the model streams it, goes to `stream`.
     pub async fn run(
         &self,
         llm: &Recorder,
         deps: &D,
         history: Vec<Message>,
         prompt: &str,
-        stream: Option<&TextSink>,
+        stream: Option<&dyn OutputStream>,
     ) -> Result<AgentRun<O>, AgentError> {
         let mut messages = Vec::with_capacity(history.len() + 2);
         messages.push(Message::system(self.system_prompt(deps)));
@@ -337,8 +429,37 @@ where
                 temperature: self.temperature,
                 ..ChatRequest::new(messages.clone())
             };
+            // The output's JSON goes to `stream`: the content in native
+            // mode, the first `final_result` call's arguments in tool mode.
+            if let Some(out) = stream {
+                out.restart();
+            }
+            let followed = Mutex::new(None::<usize>);
+            let text = |fragment: &str| {
+                if let Some(out) = stream {
+                    out.push(fragment);
+                }
+            };
+            let arguments = |index: usize, name: &str, fragment: &str| {
+                let Some(out) = stream else { return };
+                if name != FINAL_RESULT {
+                    return;
+                }
+                let mut followed = followed.lock().unwrap_or_else(PoisonError::into_inner);
+                if *followed.get_or_insert(index) == index {
+                    out.push(fragment);
+                }
+            };
+            let sinks = match (stream, self.output_mode) {
+                (None, _) => Sinks::default(),
+                (Some(_), OutputMode::Native) => Sinks::text(Some(&text)),
+                (Some(_), OutputMode::Tool) => Sinks {
+                    text: None,
+                    tool_arguments: Some(&arguments),
+                },
+            };
             let response = llm
-                .complete(&self.name, &request, stream)
+                .complete(&self.name, &request, sinks)
                 .await
                 .map_err(|source| AgentError::Call {
                     agent: self.name.clone(),
@@ -594,6 +715,32 @@ mod tests {
         let mut found = Vec::new();
         rejected(&loose, "", &mut found);
         assert!(!found.is_empty());
+    }
+
+    #[test]
+    fn a_field_stream_numbers_calls_and_passes_the_trimmed_text() {
+        let seen = Mutex::new(Vec::new());
+        let sink = |call: u32, text: &str| {
+            seen.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((call, text.to_owned()));
+        };
+        let stream = FieldStream::new("message", &sink);
+        stream.restart();
+        stream.push(r#"{"message": "  \n "#);
+        stream.push(r#"Hi "#);
+        stream.push(r#"there ", "x": "not this"}"#);
+        stream.restart();
+        stream.push(r#"{"message": "Again"}"#);
+        let seen = seen.into_inner().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(
+            seen,
+            [
+                (1, "Hi".to_owned()),
+                (1, "Hi there".to_owned()),
+                (2, "Again".to_owned())
+            ]
+        );
     }
 
     #[test]

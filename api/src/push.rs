@@ -5,7 +5,11 @@
 //! never content — on [`CHANNEL_WORKFLOWS`] (topic [`Topic::Workflow`], from
 //! the payload's `id`) and [`CHANNEL_CHAT`] (topic [`Topic::User`], from its
 //! `user_id`). A subscriber gets each payload as [`Push::Notified`] and
-//! reads what changed from the tables.
+//! reads what changed from the tables. The exception is
+//! [`CHANNEL_CHAT_STREAM`] (also [`Topic::User`], by `user_id`): replies
+//! while the model writes them, whose payload (`"kind": "stream"`) *is* the
+//! content (a [`ReplyChunk`](floe_engine::chat::ReplyChunk)), stored
+//! nowhere; a subscriber that misses some has nothing to re-read.
 //!
 //! Nothing a subscriber does can slow the hub or another subscriber: each
 //! has a bounded channel, filled without waiting. One whose channel is full
@@ -42,6 +46,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+pub use floe_engine::chat::CHANNEL_CHAT_STREAM;
 pub use floe_engine::workflow::CHANNEL_WORKFLOWS;
 
 /// NOTIFY channel for chat changes; the payload is JSON with at least
@@ -59,7 +64,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub enum Topic {
     /// One workflow's changes (`floe_workflows`, by the payload's `id`).
     Workflow(Uuid),
-    /// One user's chat (`floe_chat`, by the payload's `user_id`).
+    /// One user's chat (`floe_chat`, and the replies being written on
+    /// `floe_chat_stream`, by the payload's `user_id`).
     User(String),
 }
 
@@ -72,13 +78,18 @@ impl Topic {
                 .and_then(Value::as_str)
                 .and_then(|s| s.parse().ok())
                 .map(Self::Workflow),
-            CHANNEL_CHAT => match payload.get("user_id")? {
-                Value::String(s) => Some(Self::User(s.clone())),
-                Value::Number(n) => Some(Self::User(n.to_string())),
-                _ => None,
-            },
+            CHANNEL_CHAT | CHANNEL_CHAT_STREAM => user_id(payload).map(Self::User),
             _ => None,
         }
+    }
+}
+
+/// The payload's `user_id`, a string or a number.
+fn user_id(payload: &Value) -> Option<String> {
+    match payload.get("user_id")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -86,7 +97,8 @@ impl Topic {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Push {
     /// Something changed: the notification's payload (ids and sequence
-    /// numbers); read the content from the tables.
+    /// numbers); read the content from the tables. (From
+    /// [`CHANNEL_CHAT_STREAM`]: a piece of a reply, the content itself.)
     Notified(Value),
     /// Notifications may have been lost (the listener reconnected): re-read
     /// everything after what was last seen. The subscription goes on.
@@ -431,7 +443,27 @@ fn dispatch(inner: &Inner, channel: &str, payload: &str) {
 async fn connect(pool: &PgPool) -> sqlx::Result<PgListener> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener
-        .listen_all([CHANNEL_WORKFLOWS, CHANNEL_CHAT])
+        .listen_all([CHANNEL_WORKFLOWS, CHANNEL_CHAT, CHANNEL_CHAT_STREAM])
         .await?;
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn replies_being_written_go_to_their_users_chat() {
+        let chunk = json!({ "kind": "stream", "user_id": "u1", "offset": 0, "text": "Hi" });
+        assert_eq!(
+            Topic::of(CHANNEL_CHAT_STREAM, &chunk),
+            Some(Topic::User("u1".into()))
+        );
+        assert_eq!(
+            Topic::of(CHANNEL_CHAT_STREAM, &json!({ "text": "Hi" })),
+            None
+        );
+    }
 }

@@ -19,9 +19,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{
-    ChatModel, ChatRequest, ChatResponse, Embedder, Embeddings, ModelError, TextSink, Usage,
-};
+use super::{ChatModel, ChatRequest, ChatResponse, Embedder, Embeddings, ModelError, Sinks, Usage};
 
 /// Where calls are made from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -241,16 +239,17 @@ impl Recorder {
     }
 
     /// Asks the model for its next message as `agent`, or returns the answer
-    /// an earlier attempt recorded for this step and request.
+    /// an earlier attempt recorded for this step and request. What the model
+    /// streams goes to `stream` (a recorded answer streams nothing).
     pub async fn complete(
         &self,
         agent: &str,
         request: &ChatRequest,
-        stream: Option<&TextSink>,
+        stream: Sinks<'_>,
     ) -> Result<ChatResponse, CallError> {
         let step = self.step.fetch_add(1, Ordering::Relaxed);
         let Some((pool, site)) = &self.ledger else {
-            return Ok(self.model.complete(request, stream).await?);
+            return Ok(self.model.complete_streamed(request, stream).await?);
         };
         let model = request
             .model
@@ -263,10 +262,14 @@ impl Recorder {
         if let Some(answer) = recorded(pool, site, step, &request_json).await? {
             tracing::info!(agent, step, workflow_id = ?site.workflow_id, activity_id = ?site.activity_id,
                 "LLM answer replayed from the ledger");
-            return decode(answer);
+            // Streamed whole, so that what a person watches still ends
+            // with the answer.
+            let response = decode(answer)?;
+            stream.whole(&response);
+            return Ok(response);
         }
         let started = Instant::now();
-        let outcome = self.model.complete(&request, stream).await;
+        let outcome = self.model.complete_streamed(&request, stream).await;
         let latency_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
         let (usage, response_json) = match &outcome {
             Ok(response) => (

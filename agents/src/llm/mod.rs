@@ -6,12 +6,14 @@
 //! | this module  | the types (stable: the ledger records them as JSON), the traits     |
 //! | [`openai`]   | the OpenAI-compatible Chat Completions and Embeddings client        |
 //! | [`ledger`]   | every call recorded in `floe.llm_calls`; recorded answers reused    |
+//! | [`stream`]   | a string field of structured output, read while it streams          |
 //!
 //! The types are ours, not any provider's: the ledger stores requests and
 //! responses in this shape, so it stays readable when the provider changes.
 
 pub mod ledger;
 pub mod openai;
+pub mod stream;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,6 +28,57 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Receives streamed text as it arrives (ephemeral: the final message is
 /// what counts).
 pub type TextSink = dyn Fn(&str) + Send + Sync;
+
+/// Receives fragments of tool calls' arguments as they arrive: the call's
+/// position in the answer, the tool's name (as far as the server has sent
+/// it: usually whole from the first fragment on), and the next piece of the
+/// arguments' JSON text. Ephemeral, like [`TextSink`]; it may borrow for
+/// `'a`.
+pub type ToolArgumentsSink<'a> = dyn Fn(usize, &str, &str) + Send + Sync + 'a;
+
+/// Where the pieces of a streamed answer go as they arrive (nowhere by
+/// default).
+#[derive(Clone, Copy, Default)]
+pub struct Sinks<'a> {
+    /// Text deltas (a [`TextSink`], or one borrowing from its caller).
+    pub text: Option<&'a (dyn Fn(&str) + Send + Sync + 'a)>,
+    /// Tool-call argument fragments.
+    pub tool_arguments: Option<&'a ToolArgumentsSink<'a>>,
+}
+
+impl<'a> Sinks<'a> {
+    /// Text deltas only.
+    pub fn text(sink: Option<&'a (dyn Fn(&str) + Send + Sync + 'a)>) -> Self {
+        Self {
+            text: sink,
+            tool_arguments: None,
+        }
+    }
+
+    /// Passes a whole answer on as if it had streamed in one piece (an
+    /// answer that was not streamed, or replayed from the ledger).
+    pub fn whole(&self, response: &ChatResponse) {
+        if let (Some(sink), Some(text)) = (self.text, response.message.content.as_deref())
+            && !text.is_empty()
+        {
+            sink(text);
+        }
+        if let Some(sink) = self.tool_arguments {
+            for (index, call) in response.message.tool_calls.iter().enumerate() {
+                sink(index, &call.name, &call.arguments);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Sinks<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sinks")
+            .field("text", &self.text.is_some())
+            .field("tool_arguments", &self.tool_arguments.is_some())
+            .finish()
+    }
+}
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,6 +356,21 @@ pub trait ChatModel: Send + Sync {
         request: &'a ChatRequest,
         stream: Option<&'a TextSink>,
     ) -> BoxFuture<'a, Result<ChatResponse, ModelError>>;
+
+    /// Asks for the next message, passing what streams to `sinks`: text
+    /// deltas and tool-call argument fragments. By default the whole answer
+    /// is passed on at once when it has arrived ([`Sinks::whole`]).
+    fn complete_streamed<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        sinks: Sinks<'a>,
+    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
+        Box::pin(async move {
+            let response = self.complete(request, None).await?;
+            sinks.whole(&response);
+            Ok(response)
+        })
+    }
 }
 
 /// Embeddings of some texts.

@@ -35,7 +35,7 @@ use tracing::debug;
 
 use super::{
     BoxFuture, ChatModel, ChatRequest, ChatResponse, Embedder, Embeddings, Message, ModelError,
-    ResponseFormat, Role, TextSink, ToolCall, ToolChoice, Usage,
+    ResponseFormat, Role, Sinks, TextSink, ToolCall, ToolChoice, Usage,
 };
 use crate::settings::LlmSettings;
 
@@ -234,7 +234,7 @@ impl OpenAiClient {
     async fn chat(
         &self,
         request: &ChatRequest,
-        sink: Option<&TextSink>,
+        sink: Sinks<'_>,
     ) -> Result<ChatResponse, ModelError> {
         let model = request.model.as_deref().unwrap_or(&self.model);
         let body = chat_body(request, model, self.stream);
@@ -272,7 +272,7 @@ impl OpenAiClient {
         &self,
         body: &Value,
         model: &str,
-        sink: Option<&TextSink>,
+        sink: Sinks<'_>,
     ) -> Result<ChatResponse, ModelError> {
         let mut builder = self.authorized(self.http.post(&self.chat_url)).json(body);
         if self.stream {
@@ -295,20 +295,17 @@ impl OpenAiClient {
             .await
             .map_err(|e| self.transport_error(&e))?;
         let parsed = parse_completion(&bytes, model).map_err(|e| self.scrubbed(e))?;
-        if let (Some(sink), Some(text)) = (sink, parsed.message.content.as_deref())
-            && !text.is_empty()
-        {
-            sink(text);
-        }
+        sink.whole(&parsed);
         Ok(parsed)
     }
 
-    /// Reads a streamed answer to its end, passing text deltas to `sink`.
+    /// Reads a streamed answer to its end, passing text deltas and tool-call
+    /// argument fragments to `sink`.
     async fn read_stream(
         &self,
         response: reqwest::Response,
         model: &str,
-        sink: Option<&TextSink>,
+        sink: Sinks<'_>,
     ) -> Result<ChatResponse, ModelError> {
         let mut bytes = response.bytes_stream();
         let mut decoder = SseDecoder::default();
@@ -474,7 +471,15 @@ impl ChatModel for OpenAiClient {
         request: &'a ChatRequest,
         stream: Option<&'a TextSink>,
     ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
-        Box::pin(self.chat(request, stream))
+        Box::pin(self.chat(request, Sinks::text(stream)))
+    }
+
+    fn complete_streamed<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        sinks: Sinks<'a>,
+    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
+        Box::pin(self.chat(request, sinks))
     }
 }
 
@@ -994,7 +999,7 @@ struct StreamedAnswer {
 
 impl StreamedAnswer {
     /// Applies one event's data; `true` once the stream says it is done.
-    fn apply(&mut self, data: &str, sink: Option<&TextSink>) -> Result<bool, ModelError> {
+    fn apply(&mut self, data: &str, sink: Sinks<'_>) -> Result<bool, ModelError> {
         let data = data.trim();
         if data == "[DONE]" {
             return Ok(true);
@@ -1023,7 +1028,7 @@ impl StreamedAnswer {
         for choice in chunk.choices {
             if let Some(delta) = choice.delta {
                 if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-                    if let Some(sink) = sink {
+                    if let Some(sink) = sink.text {
                         sink(&text);
                     }
                     self.text.push_str(&text);
@@ -1031,10 +1036,11 @@ impl StreamedAnswer {
                 for (position, fragment) in
                     delta.tool_calls.unwrap_or_default().into_iter().enumerate()
                 {
-                    let call = self
-                        .calls
-                        .entry(fragment.index.unwrap_or(position))
-                        .or_default();
+                    let index = fragment.index.unwrap_or(position);
+                    // Sinks key calls as the reassembled answer does: by
+                    // position among the calls.
+                    let position = self.calls.range(..index).count();
+                    let call = self.calls.entry(index).or_default();
                     if let Some(id) = fragment.id.filter(|id| !id.is_empty())
                         && call.id.is_empty()
                     {
@@ -1047,6 +1053,11 @@ impl StreamedAnswer {
                             call.name = name;
                         }
                         if let Some(arguments) = function.arguments {
+                            if let Some(sink) = sink.tool_arguments
+                                && !arguments.is_empty()
+                            {
+                                sink(position, &call.name, &arguments);
+                            }
                             call.arguments.push_str(&arguments);
                         }
                     }
@@ -1172,6 +1183,62 @@ mod tests {
             MAX_ERROR_BODY_CHARS + 1
         );
         assert_eq!(error_message(StatusCode::BAD_GATEWAY, ""), "Bad Gateway");
+    }
+
+    #[test]
+    fn tool_argument_fragments_reach_the_sink_with_the_calls_position_and_name() {
+        let seen = std::sync::Mutex::new(Vec::new());
+        let arguments = |index: usize, name: &str, fragment: &str| {
+            seen.lock()
+                .expect("lock")
+                .push((index, name.to_owned(), fragment.to_owned()));
+        };
+        let texts = std::sync::Mutex::new(Vec::new());
+        let text = |t: &str| texts.lock().expect("lock").push(t.to_owned());
+        let sinks = Sinks {
+            text: Some(&text),
+            tool_arguments: Some(&arguments),
+        };
+        let mut answer = StreamedAnswer::default();
+        for chunk in [
+            json!({ "choices": [{ "delta": { "content": "Let me look." } }] }),
+            json!({ "choices": [{ "delta": { "tool_calls": [
+                { "index": 0, "id": "a", "function": { "name": "resolve_date", "arguments": "" } },
+            ] } }] }),
+            json!({ "choices": [{ "delta": { "tool_calls": [
+                { "index": 0, "function": { "arguments": "{\"expression\":" } },
+            ] } }] }),
+            json!({ "choices": [{ "delta": { "tool_calls": [
+                { "index": 1, "id": "b", "function": { "name": "final_result", "arguments": "{\"message\"" } },
+                { "index": 0, "function": { "arguments": "\"friday\"}" } },
+            ] } }] }),
+            json!({ "choices": [{ "delta": { "tool_calls": [
+                { "index": 1, "function": { "arguments": ":\"Hi\"}" } },
+            ] }, "finish_reason": "tool_calls" }] }),
+        ] {
+            assert!(!answer.apply(&chunk.to_string(), sinks).expect("chunk"));
+        }
+        let response = answer.finish("m");
+        assert_eq!(texts.into_inner().expect("lock"), ["Let me look."]);
+        let seen = seen.into_inner().expect("lock");
+        let strings = |v: &[(usize, &str, &str)]| -> Vec<(usize, String, String)> {
+            v.iter()
+                .map(|(i, n, f)| (*i, (*n).to_owned(), (*f).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            seen,
+            strings(&[
+                (0, "resolve_date", "{\"expression\":"),
+                (1, "final_result", "{\"message\""),
+                (0, "resolve_date", "\"friday\"}"),
+                (1, "final_result", ":\"Hi\"}"),
+            ])
+        );
+        assert_eq!(
+            response.message.tool_calls[1].arguments,
+            "{\"message\":\"Hi\"}"
+        );
     }
 
     #[test]

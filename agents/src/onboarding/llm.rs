@@ -24,9 +24,14 @@ use super::{
     AgentOptions, DISCOVERY_KEYS, DRAFT_INBOX_ITEMS, INBOX_ITEMS, Routing, Turn, combine, dates,
     items_at, known, prompts, text_at, user_text,
 };
-use crate::agent::{self, Agent, AgentError};
+use crate::agent::{self, Agent, AgentError, FieldSink, FieldStream, OutputStream};
+use crate::llm::Message;
 use crate::llm::ledger::Recorder;
-use crate::llm::{Message, TextSink};
+
+/// The field of the Greeter's, Discovery's and the Inbox Collector's
+/// outputs that the person reads (the contract's `message`): what a turn
+/// streams.
+pub const REPLY_FIELD: &str = "message";
 
 /// The agents the Coordinator chooses from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -261,8 +266,12 @@ pub(crate) async fn turn(
     llm: &Recorder,
     options: &AgentOptions,
     input: &AgentInput,
-    stream: Option<&TextSink>,
+    stream: Option<&FieldSink>,
 ) -> Result<AgentOutput, AgentError> {
+    // Only the specialist's reply streams (the Coordinator's decision is
+    // not for the person).
+    let follow = stream.map(|sink| FieldStream::new(REPLY_FIELD, sink));
+    let stream = follow.as_ref().map(|f| f as &dyn OutputStream);
     let current = input.context.current_step;
     let turn = Turn::of(input);
     let history = history(&input.context.conversation_history);
@@ -896,5 +905,165 @@ mod tests {
             ..decision
         };
         assert_eq!(routing(Step::Discovery, &stay).next_step, None);
+    }
+
+    #[test]
+    fn the_reply_field_is_every_talking_agents_message() {
+        for schema in [
+            schema_for::<GreeterReply>(true),
+            schema_for::<DiscoveryReply>(true),
+            schema_for::<InboxReply>(true),
+        ] {
+            assert_eq!(
+                schema["properties"][REPLY_FIELD]["type"], "string",
+                "{schema}"
+            );
+        }
+    }
+
+    /// The texts a turn streamed, by model call.
+    type Streamed = std::sync::Arc<std::sync::Mutex<Vec<(u32, String)>>>;
+
+    async fn streaming_turn(
+        script: Vec<crate::testing::Reply>,
+        mode: crate::settings::OutputMode,
+        input: &AgentInput,
+    ) -> (AgentOutput, Vec<(u32, String)>) {
+        let fake = crate::testing::FakeLlm::start(script).await;
+        let client = crate::llm::openai::OpenAiClient::builder(fake.base_url())
+            .stream(true)
+            .build()
+            .expect("client");
+        let llm = Recorder::unrecorded(std::sync::Arc::new(client));
+        let streamed = Streamed::default();
+        let seen = streamed.clone();
+        let sink = move |call: u32, text: &str| {
+            seen.lock().expect("lock").push((call, text.to_owned()));
+        };
+        let options = AgentOptions {
+            mode,
+            strict: true,
+            retries: 2,
+        };
+        let output = turn(&llm, &options, input, Some(&sink))
+            .await
+            .expect("turn");
+        let streamed = streamed.lock().expect("lock").clone();
+        (output, streamed)
+    }
+
+    fn input(agent: AgentType, step: Step, message: &str) -> AgentInput {
+        AgentInput {
+            agent_type: agent,
+            user_message: Some(message.into()),
+            context: AgentContext {
+                user_id: "u1".into(),
+                workflow_context: Map::new(),
+                conversation_history: Vec::new(),
+                user_memory: Vec::new(),
+                trigger_type: TriggerType::UserMessage,
+                current_step: step,
+                today: Some("2026-11-25".into()),
+            },
+        }
+    }
+
+    /// Each call's texts grow, each a prefix of the next.
+    fn growing(streamed: &[(u32, String)]) {
+        for pair in streamed.windows(2) {
+            let ((call_a, a), (call_b, b)) = (&pair[0], &pair[1]);
+            assert!(call_a <= call_b, "{streamed:?}");
+            if call_a == call_b {
+                assert!(
+                    b.starts_with(a.as_str()) && b.len() > a.len(),
+                    "{streamed:?}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_reply_streams_from_the_final_result_arguments_past_tool_calls_and_corrections() {
+        use crate::testing::Reply;
+        let reply = "  Got it: 1. Call the bank (Fri) \"today\" \u{1f600}\nLook right?  ";
+        let items = json!([{ "title": "Call the bank", "due_date": "2026-12-04", "tags": [] }]);
+        let script = vec![
+            Reply::streamed(
+                Reply::tool_call("resolve_date", json!({ "expression": "next friday" })),
+                3,
+            ),
+            // A heading: rejected, and the model corrects itself.
+            Reply::streamed(
+                Reply::tool_call(
+                    "final_result",
+                    json!({ "message": "## Items\nCall the bank?", "items": items,
+                            "user_confirmed": false, "memory_updates": [] }),
+                ),
+                5,
+            ),
+            Reply::streamed(
+                Reply::tool_call(
+                    "final_result",
+                    json!({ "items": items, "message": reply,
+                            "user_confirmed": false, "memory_updates": [] }),
+                ),
+                4,
+            ),
+        ];
+        let (output, streamed) = streaming_turn(
+            script,
+            crate::settings::OutputMode::Tool,
+            &input(
+                AgentType::InboxCollector,
+                Step::BrainDump,
+                "call the bank next friday",
+            ),
+        )
+        .await;
+        growing(&streamed);
+        // Nothing from the resolve_date call (call 1); the rejected output
+        // (call 2) streamed, then the corrected one (call 3) from scratch.
+        assert!(streamed.iter().all(|(call, _)| *call >= 2), "{streamed:?}");
+        assert!(
+            streamed
+                .iter()
+                .any(|(call, text)| *call == 2 && text.starts_with("## Items")),
+            "{streamed:?}"
+        );
+        let last: Vec<&String> = streamed
+            .iter()
+            .filter(|(call, _)| *call == 3)
+            .map(|(_, text)| text)
+            .collect();
+        assert!(last.len() > 5, "many pieces: {last:?}");
+        assert_eq!(output.message, reply.trim());
+        assert_eq!(
+            last.last().map(|t| t.as_str()),
+            Some(output.message.as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn the_reply_streams_from_native_json_content() {
+        use crate::testing::Reply;
+        let reply = "Nice to meet you, Zoë! \u{1f44b} What's your \"role\"?";
+        let script = vec![Reply::streamed(
+            Reply::json(
+                json!({ "name": "Zoë", "message": reply, "preferred_name": null,
+                                "step_completed": true, "memory_updates": [] }),
+            ),
+            3,
+        )];
+        let (output, streamed) = streaming_turn(
+            script,
+            crate::settings::OutputMode::Native,
+            &input(AgentType::Greeter, Step::Greeting, "I'm Zoë"),
+        )
+        .await;
+        growing(&streamed);
+        assert!(streamed.len() > 5, "{streamed:?}");
+        assert!(streamed.iter().all(|(call, _)| *call == 1));
+        assert_eq!(output.message, reply);
+        assert_eq!(streamed.last().map(|(_, t)| t.as_str()), Some(reply));
     }
 }

@@ -58,8 +58,7 @@ pub mod workflow;
 use serde_json::{Map, Value};
 
 use self::contract::{AgentInput, AgentOutput, AgentType, InboxItem, Step, TriggerType};
-use crate::agent::AgentError;
-use crate::llm::TextSink;
+use crate::agent::{AgentError, FieldSink};
 use crate::llm::ledger::Recorder;
 use crate::settings::{LlmSettings, OutputMode};
 
@@ -95,7 +94,9 @@ impl From<&LlmSettings> for AgentOptions {
 /// Runs one turn of the onboarding conversation. Without a model (`llm`
 /// `None`) the offline agents answer, and this never fails. With one, the
 /// Coordinator routes the turn (see the module docs) and the chosen agent
-/// answers; text it streams goes to `stream`.
+/// answers; its reply ([`llm::REPLY_FIELD`]) goes to `stream` as it grows,
+/// with the number of the model call writing it (see [`FieldSink`]). The
+/// offline agents stream nothing.
 ///
 /// Fails when a model call fails or an output stays invalid after the
 /// retries ([`AgentError::retryable`] says whether the activity should try
@@ -111,7 +112,7 @@ pub async fn run_turn(
     llm: Option<&Recorder>,
     options: &AgentOptions,
     input: &AgentInput,
-    stream: Option<&TextSink>,
+    stream: Option<&FieldSink>,
 ) -> Result<AgentOutput, AgentError> {
     let output = match llm {
         None => offline_turn(input),

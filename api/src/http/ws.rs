@@ -15,6 +15,12 @@
 //! client delays nobody but itself. A connection whose queue is full is
 //! dropped; one whose subscription lags is sent `resync` and closed; the
 //! client reconnects with its last sequence number and misses nothing.
+//!
+//! Replies while the model writes them come with the chat's notifications
+//! (`"kind": "stream"`, the text itself) and go out as `stream` frames,
+//! before any message notified with them. They are ephemeral: one that
+//! finds the queue full is not sent, and nothing re-reads them (the stored
+//! message replaces the draft anyway).
 
 use std::time::Duration;
 
@@ -22,7 +28,7 @@ use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use floe_engine::chat;
+use floe_engine::chat::{self, ReplyChunk};
 use floe_engine::workflow::store as workflows;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -136,6 +142,22 @@ pub enum ServerFrame {
     Inbox {
         /// Its items, oldest first.
         items: Vec<InboxEntry>,
+    },
+    /// A piece of an assistant reply while the model writes it (ephemeral:
+    /// the `message` frame with the stored reply replaces it).
+    Stream {
+        /// The turn: `<workflow id>/<activity id>`.
+        turn: String,
+        /// The activity's attempt: a later one's text replaces an earlier
+        /// one's.
+        attempt: i32,
+        /// The model call within the attempt: a later one's text replaces
+        /// an earlier one's.
+        call: u32,
+        /// Where `text` starts in the reply, in UTF-16 code units.
+        offset: u64,
+        /// The reply's text from `offset` on.
+        text: String,
     },
     /// A `message` frame was accepted.
     Ack {
@@ -292,12 +314,14 @@ async fn write(
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
 }
 
-/// What changed since the last read, by the notifications received.
+/// What changed since the last read, by the notifications received, and
+/// the pieces of replies being written that came with them.
 #[derive(Debug, Default)]
 struct Stale {
     messages: bool,
     inbox: bool,
     workflow: bool,
+    streams: Vec<ReplyChunk>,
 }
 
 impl Stale {
@@ -309,6 +333,12 @@ impl Stale {
                     self.messages |= seq.is_none_or(|seq| seq > last_sent);
                 }
                 Some("inbox") => self.inbox = true,
+                Some("stream") => match serde_json::from_value(payload) {
+                    Ok(chunk) => self.streams.push(chunk),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "a reply piece that does not decode; ignored")
+                    }
+                },
                 _ => {
                     self.messages = true;
                     self.inbox = true;
@@ -431,6 +461,11 @@ impl Connection {
             while let Some(push) = workflow_sub.try_recv() {
                 stale.workflow(Some(push))?;
             }
+            // Reply pieces first: a stored reply notified with them comes
+            // after its drafts.
+            for chunk in std::mem::take(&mut stale.streams) {
+                self.send_stream(chunk)?;
+            }
             if stale.messages {
                 self.send_messages().await?;
             }
@@ -504,6 +539,28 @@ impl Connection {
             }
             ClientFrame::Ping => self.send(&ServerFrame::Pong),
             ClientFrame::Pong => Ok(()),
+        }
+    }
+
+    /// Passes a piece of a reply on as a `stream` frame, if the queue has
+    /// room (it is ephemeral: dropping it loses nothing stored).
+    fn send_stream(&self, chunk: ReplyChunk) -> Step {
+        let frame = ServerFrame::Stream {
+            turn: chunk.turn(),
+            attempt: chunk.attempt,
+            call: chunk.call,
+            offset: chunk.offset,
+            text: chunk.text,
+        };
+        let text = serde_json::to_string(&frame)
+            .map_err(|e| ApiError::unexpected(e, "encoding a frame"))?;
+        match self.tx.try_send(Message::text(text)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!(user_id = %self.user_id(), "stream frame dropped: the queue is full");
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(End::Gone),
         }
     }
 
@@ -753,5 +810,17 @@ mod tests {
         assert_eq!(frame["code"], "rate_limited");
         assert_eq!(frame["retry_after"], 3);
         assert_eq!(frame["client_id"], "c1");
+        let frame = serde_json::to_value(ServerFrame::Stream {
+            turn: "w/t1.agent".into(),
+            attempt: 2,
+            call: 1,
+            offset: 5,
+            text: "lo!".into(),
+        })
+        .expect("encode");
+        assert_eq!(
+            frame,
+            json!({ "type": "stream", "turn": "w/t1.agent", "attempt": 2, "call": 1, "offset": 5, "text": "lo!" })
+        );
     }
 }

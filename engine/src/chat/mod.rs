@@ -9,7 +9,9 @@
 //!
 //! Writes NOTIFY [`CHANNEL_CHAT`] with the user's id and what changed (a
 //! message's sequence number, or the inbox), never the content: listeners
-//! read the content from the tables.
+//! read the content from the tables. The one exception is ephemeral: a reply
+//! while the model writes it goes out in pieces ([`ReplyChunk`]) on
+//! [`CHANNEL_CHAT_STREAM`], stored nowhere.
 
 pub mod store;
 
@@ -20,6 +22,64 @@ use uuid::Uuid;
 /// NOTIFY channel for chat changes; the payload is JSON:
 /// `{"user_id", "kind": "message", "seq"}` or `{"user_id", "kind": "inbox"}`.
 pub const CHANNEL_CHAT: &str = "floe_chat";
+
+/// NOTIFY channel for assistant replies while the model writes them; the
+/// payload is a [`ReplyChunk`] as JSON, with `"kind": "stream"`. Its own
+/// channel, so that listeners of [`CHANNEL_CHAT`] (which re-read the tables
+/// on every notification) are not woken ten times a second by text that is
+/// stored nowhere.
+pub const CHANNEL_CHAT_STREAM: &str = "floe_chat_stream";
+
+/// Largest [`ReplyChunk`] payload sent, in bytes: under NOTIFY's 8000.
+pub const MAX_CHUNK_PAYLOAD: usize = 7_500;
+
+/// A piece of an assistant reply while the model writes it: ephemeral, sent
+/// on [`CHANNEL_CHAT_STREAM`] and stored nowhere. The stored message, when it
+/// comes, is the truth.
+///
+/// A reply is known by its turn (`workflow_id`, `activity_id`) and grows by
+/// pieces at increasing offsets; a later `attempt` of the activity, or a
+/// later model `call` within an attempt, starts it again from scratch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyChunk {
+    /// The person it is for.
+    pub user_id: String,
+    /// The workflow whose turn it is.
+    pub workflow_id: Uuid,
+    /// The `agent.turn` activity writing it.
+    pub activity_id: String,
+    /// That activity's attempt, from 1.
+    pub attempt: i32,
+    /// The model call within the attempt writing it, from 1.
+    pub call: u32,
+    /// Where `text` starts in the reply, in UTF-16 code units (a JavaScript
+    /// string's length).
+    pub offset: u64,
+    /// The reply's text from `offset` on.
+    pub text: String,
+}
+
+impl ReplyChunk {
+    /// The turn's id in frames: `<workflow id>/<activity id>`.
+    pub fn turn(&self) -> String {
+        format!("{}/{}", self.workflow_id, self.activity_id)
+    }
+
+    /// The NOTIFY payload.
+    pub fn payload(&self) -> String {
+        serde_json::json!({
+            "kind": "stream",
+            "user_id": self.user_id,
+            "workflow_id": self.workflow_id,
+            "activity_id": self.activity_id,
+            "attempt": self.attempt,
+            "call": self.call,
+            "offset": self.offset,
+            "text": self.text,
+        })
+        .to_string()
+    }
+}
 
 /// A person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

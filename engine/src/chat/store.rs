@@ -6,7 +6,10 @@ use serde_json::json;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::{CHANNEL_CHAT, InboxItem, Message, NewInboxItem, Posted, Reply, Role, User};
+use super::{
+    CHANNEL_CHAT, CHANNEL_CHAT_STREAM, InboxItem, Message, NewInboxItem, Posted, Reply, ReplyChunk,
+    Role, User,
+};
 use crate::workflow::store as workflows;
 
 /// Errors of the chat store.
@@ -131,6 +134,16 @@ async fn append(
     .await?;
     let payload = json!({ "user_id": user_id, "kind": "message", "seq": seq });
     notify(conn, &payload.to_string()).await
+}
+
+/// Sends a piece of a reply being written on [`CHANNEL_CHAT_STREAM`]; it is
+/// stored nowhere (outside a transaction it goes out at once).
+pub async fn notify_reply_chunk(db: impl PgExecutor<'_>, chunk: &ReplyChunk) -> Result<()> {
+    let payload = chunk.payload();
+    sqlx::query!("SELECT pg_notify($1, $2)", CHANNEL_CHAT_STREAM, payload)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 async fn notify(conn: &mut PgConnection, payload: &str) -> Result<()> {

@@ -628,6 +628,125 @@ describe("offline sends", () => {
   });
 });
 
+describe("streamed replies", () => {
+  const TURN = "wf-1/t2.agent";
+  const piece = (offset: number, text: string, over: Record<string, unknown> = {}) => ({
+    type: "stream",
+    turn: TURN,
+    attempt: 1,
+    call: 1,
+    offset,
+    text,
+    ...over,
+  });
+  /** A connected chat whose assistant is typing a reply. */
+  function typing() {
+    const h = setup();
+    h.conn.start();
+    h.last().open();
+    h.last().receive({ type: "message", message: msg(1, { role: "user", kind: "message", agent: null }) });
+    h.last().receive({ type: "typing", typing: true });
+    return h;
+  }
+  const drafts = (c: ChatConnection) => c.getState().drafts.map((d) => d.text);
+
+  it("grows a draft piece by piece at its offsets", () => {
+    const h = typing();
+    const s = h.last();
+    expect(drafts(h.conn)).toEqual([]);
+    s.receive(piece(0, "Nice to "));
+    expect(h.conn.getState().drafts).toEqual([{ turn: TURN, attempt: 1, call: 1, text: "Nice to " }]);
+    s.receive(piece(8, "meet you, "));
+    s.receive(piece(18, "Al 😀!"));
+    expect(drafts(h.conn)).toEqual(["Nice to meet you, Al 😀!"]);
+    // Offsets count UTF-16 code units, as JavaScript strings do.
+    s.receive(piece("Nice to meet you, Al 😀!".length, " Go on"));
+    expect(drafts(h.conn)).toEqual(["Nice to meet you, Al 😀! Go on"]);
+    // The stored messages are untouched: a draft is not a message.
+    expect(seqs(h.conn)).toEqual([1]);
+  });
+
+  it("ignores duplicates and waits for a gap to fill when pieces come out of order", () => {
+    const h = typing();
+    const s = h.last();
+    s.receive(piece(0, "Hello"));
+    s.receive(piece(0, "Hello"));
+    s.receive(piece(0, "Hel"));
+    expect(drafts(h.conn)).toEqual(["Hello"]);
+    s.receive(piece(11, " Alex"));
+    s.receive(piece(16, "!"));
+    expect(drafts(h.conn)).toEqual(["Hello"]);
+    s.receive(piece(5, " there"));
+    expect(drafts(h.conn)).toEqual(["Hello there Alex!"]);
+    // An overlapping piece keeps what it agrees with and adds the rest.
+    s.receive(piece(12, "Alex! How"));
+    expect(drafts(h.conn)).toEqual(["Hello there Alex! How"]);
+    s.receive(piece(5, " there"));
+    expect(drafts(h.conn)).toEqual(["Hello there Alex! How"]);
+  });
+
+  it("starts the draft again for a restarted attempt or model call and ignores the older one's pieces", () => {
+    const h = typing();
+    const s = h.last();
+    s.receive(piece(0, "I think you said "));
+    s.receive(piece(17, "Bob"));
+    s.receive(piece(0, "Hi Alex", { attempt: 2 }));
+    expect(h.conn.getState().drafts).toEqual([{ turn: TURN, attempt: 2, call: 1, text: "Hi Alex" }]);
+    // The failed attempt's late pieces change nothing.
+    s.receive(piece(20, "!", { attempt: 1 }));
+    s.receive(piece(0, "I think you said Bob!", { attempt: 1 }));
+    expect(drafts(h.conn)).toEqual(["Hi Alex"]);
+    // A corrected output (a later call of the same attempt) replaces it too,
+    // even when its first piece is missing for now.
+    s.receive(piece(2, " Alex, welcome", { attempt: 2, call: 2 }));
+    expect(drafts(h.conn)).toEqual([]);
+    s.receive(piece(0, "Hi", { attempt: 2, call: 2 }));
+    expect(drafts(h.conn)).toEqual(["Hi Alex, welcome"]);
+  });
+
+  it("is replaced by the stored message, and the turn's late pieces are ignored", () => {
+    const h = typing();
+    const s = h.last();
+    s.receive(piece(0, "Nice to meet"));
+    expect(drafts(h.conn)).toEqual(["Nice to meet"]);
+    s.receive({ type: "message", message: msg(2, { content: "Nice to meet you!" }) });
+    expect(drafts(h.conn)).toEqual([]);
+    expect(h.conn.getState().messages.map((m) => m.content)).toEqual(["message 1", "Nice to meet you!"]);
+    // The last piece, late, after the message (typing is still on).
+    expect(h.conn.getState().typing).toBe(true);
+    s.receive(piece(12, " you!"));
+    expect(drafts(h.conn)).toEqual([]);
+    // The next turn streams again.
+    s.receive(piece(0, "And", { turn: "wf-1/t3.agent" }));
+    expect(drafts(h.conn)).toEqual(["And"]);
+  });
+
+  it("is dropped when typing ends, and nothing is drafted while the assistant is not typing", () => {
+    const h = typing();
+    const s = h.last();
+    s.receive(piece(0, "Sorry, I"));
+    s.receive({ type: "typing", typing: false });
+    expect(drafts(h.conn)).toEqual([]);
+    s.receive(piece(0, "Hello", { turn: "wf-1/t3.agent" }));
+    expect(drafts(h.conn)).toEqual([]);
+    // A reconnect's snapshot that says typing counts too.
+    s.receive({ type: "snapshot", state: { typing: true }, progress: null, last_seq: 1 });
+    s.receive(piece(0, "Hello", { turn: "wf-1/t3.agent" }));
+    expect(drafts(h.conn)).toEqual(["Hello"]);
+  });
+
+  it("ignores malformed stream frames", () => {
+    const h = typing();
+    const s = h.last();
+    s.receive(piece(-1, "x"));
+    s.receive(piece(0.5, "x"));
+    s.receive({ ...piece(0, ""), text: 42 });
+    s.receive({ type: "stream", turn: TURN, offset: 0, text: "x" });
+    s.receive(piece(0, "x", { turn: null }));
+    expect(drafts(h.conn)).toEqual([]);
+  });
+});
+
 describe("assistant-ui conversion", () => {
   it("turns an entry into a thread message with the widget as a data part", () => {
     const entry: ChatEntry = {

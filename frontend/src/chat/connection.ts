@@ -8,6 +8,11 @@
 // fallback and the outbox, and hands assistant-ui an external store
 // (`useFloeChat` below) so the thread primitives render exactly this state.
 //
+// While the assistant types, `stream` frames carry its reply as the model
+// writes it: kept per turn as a draft (`ChatState.drafts`), shown as an
+// in-progress message, and dropped when the stored reply arrives or typing
+// ends. Drafts are ephemeral: the stored message is the truth.
+//
 // The core (`ChatConnection`) is framework-free: WebSocket, fetch, timers,
 // randomness and ids are injected so the unit tests drive it with fakes.
 
@@ -76,6 +81,7 @@ type ServerFrame =
   | { type: "typing"; typing: boolean }
   | { type: "progress"; progress: Progress }
   | { type: "inbox"; items: InboxItem[] }
+  | { type: "stream"; turn: string; attempt: number; call: number; offset: number; text: string }
   | { type: "ack"; client_id: string; seq: number; duplicate?: boolean }
   | { type: "error"; code: string; message: string }
   | { type: "ping" }
@@ -112,9 +118,25 @@ export interface ChatEntry {
   error?: string;
 }
 
+/** A reply the assistant is writing, as streamed so far. */
+export interface StreamDraft {
+  /** The turn writing it (`<workflow id>/<activity id>`). */
+  turn: string;
+  /** The attempt and the model call writing it: a later one starts the text again. */
+  attempt: number;
+  call: number;
+  /** The text received so far (never with a gap in it). */
+  text: string;
+}
+
 export interface ChatState {
   /** Confirmed messages by seq, then the user's not yet confirmed ones in send order. */
   messages: readonly ChatEntry[];
+  /**
+   * Replies being written (normally at most one), oldest first; only while
+   * `typing`. The stored message replaces them.
+   */
+  drafts: readonly StreamDraft[];
   /** The highest seq up to which every message has been seen (what `hello.after` carries). */
   lastSeq: number;
   typing: boolean;
@@ -236,6 +258,21 @@ const globalTimers: Timers = {
 
 const SOCKET_OPEN = 1;
 
+/** Pieces of a draft kept while an earlier piece is missing. */
+const MAX_AHEAD = 64;
+/** Turns remembered as finished (their late pieces are ignored). */
+const MAX_CLOSED_TURNS = 32;
+
+interface DraftBuffer extends StreamDraft {
+  /** Pieces that arrived after a gap, by offset, applied once it is filled. */
+  ahead: Map<number, string>;
+}
+
+/** Puts `text` at `offset` (at most the draft's length): what extends the draft wins. */
+function placeAt(d: DraftBuffer, offset: number, text: string): void {
+  if (offset + text.length > d.text.length) d.text = d.text.slice(0, offset) + text;
+}
+
 /** The server refused this message for good: don't retry it. */
 const FATAL_SEND_CODES = new Set(["onboarding_completed", "validation_failed", "payload_too_large", "malformed_json", "bad_request"]);
 
@@ -310,6 +347,10 @@ export class ChatConnection {
   private outbox: Outgoing[] = [];
   private maxSeq = 0;
 
+  // Replies being written, by turn, and the turns whose reply has arrived.
+  private readonly drafts = new Map<string, DraftBuffer>();
+  private closedTurns: string[] = [];
+
   // The socket.
   private running = false;
   private socket: SocketLike | null = null;
@@ -358,6 +399,7 @@ export class ChatConnection {
     };
     this.state = {
       messages: [],
+      drafts: [],
       lastSeq: 0,
       typing: false,
       progress: null,
@@ -389,6 +431,11 @@ export class ChatConnection {
       next.queued = this.outbox.length;
     }
     next.completed = next.completed || workflowCompleted(next.workflowState, next.progress);
+    // Typing has ended: whatever was being written is stored (or failed).
+    if (!next.typing && this.drafts.size > 0) {
+      this.closeDrafts();
+      next.drafts = [];
+    }
     this.state = next;
     for (const l of [...this.listeners]) l();
   }
@@ -606,13 +653,22 @@ export class ChatConnection {
   /** Merges messages by seq; a user's message with a client id replaces its pending copy. */
   private ingest(messages: readonly unknown[]): void {
     let changed = false;
+    let replied = false;
     for (const raw of messages) {
       if (!validMessage(raw)) continue;
-      changed = this.upsert(raw) || changed;
+      const fresh = this.upsert(raw);
+      changed = fresh || changed;
+      replied = replied || (fresh && raw.role === "assistant");
     }
     if (!changed) return;
     this.advance();
-    this.update({}, true);
+    // The assistant's stored reply replaces what was streamed of it.
+    const patch: Partial<ChatState> = {};
+    if (replied && this.drafts.size > 0) {
+      this.closeDrafts();
+      patch.drafts = [];
+    }
+    this.update(patch, true);
     if (this.maxSeq > this.state.lastSeq) this.scheduleCatchUp();
     this.pump();
   }
@@ -870,6 +926,9 @@ export class ChatConnection {
       case "inbox":
         this.mergeInbox(frame.items);
         break;
+      case "stream":
+        this.onStream(frame);
+        break;
       case "ack":
         if (typeof frame.client_id === "string" && typeof frame.seq === "number") {
           this.acknowledge(frame.client_id, frame.seq);
@@ -894,6 +953,64 @@ export class ChatConnection {
       default:
         break;
     }
+  }
+
+  /**
+   * A piece of a reply being written. Pieces of one turn arrive at growing
+   * offsets; a duplicate or overlapping one changes nothing it already
+   * has, one after a gap waits for the gap to fill, and one from a later
+   * attempt or model call starts the draft again (an earlier one's are
+   * ignored from then on). Only while typing, and never for a turn whose
+   * reply has been stored.
+   */
+  private onStream(frame: Extract<ServerFrame, { type: "stream" }>): void {
+    const { turn, attempt, call, offset, text } = frame;
+    if (
+      typeof turn !== "string" ||
+      !Number.isInteger(attempt) ||
+      !Number.isInteger(call) ||
+      !Number.isInteger(offset) ||
+      offset < 0 ||
+      typeof text !== "string"
+    ) {
+      return;
+    }
+    if (!this.state.typing || this.closedTurns.includes(turn)) return;
+    let d = this.drafts.get(turn);
+    if (d && (attempt < d.attempt || (attempt === d.attempt && call < d.call))) return;
+    const before = d?.text ?? null;
+    if (!d || attempt !== d.attempt || call !== d.call) {
+      d = { turn, attempt, call, text: "", ahead: new Map() };
+      this.drafts.set(turn, d);
+    }
+    if (offset > d.text.length) {
+      if (d.ahead.size < MAX_AHEAD) d.ahead.set(offset, text);
+    } else {
+      placeAt(d, offset, text);
+    }
+    for (let filled = true; filled && d.ahead.size > 0; ) {
+      filled = false;
+      for (const [at, piece] of d.ahead) {
+        if (at <= d.text.length) {
+          d.ahead.delete(at);
+          placeAt(d, at, piece);
+          filled = true;
+        }
+      }
+    }
+    if (d.text !== before) this.update({ drafts: this.visibleDrafts() });
+  }
+
+  private visibleDrafts(): StreamDraft[] {
+    return [...this.drafts.values()]
+      .filter((d) => d.text.length > 0)
+      .map(({ turn, attempt, call, text }) => ({ turn, attempt, call, text }));
+  }
+
+  /** The replies being written are done: forget them, and ignore their late pieces. */
+  private closeDrafts(): void {
+    this.closedTurns = [...this.closedTurns, ...this.drafts.keys()].slice(-MAX_CLOSED_TURNS);
+    this.drafts.clear();
   }
 
   private onErrorFrame(code: string, message: string): void {

@@ -6,7 +6,7 @@ import {
   type DataMessagePartProps,
   type TextMessagePartProps,
 } from "@assistant-ui/react";
-import type { DraftItem, EntryMeta, Widget } from "../chat/connection";
+import type { DraftItem, EntryMeta, StreamDraft, Widget } from "../chat/connection";
 import { useChat } from "./ChatContext";
 import { formatDue } from "./InboxPanel";
 
@@ -29,6 +29,7 @@ export function Thread() {
           <p className="muted empty">The assistant will say hello in a moment…</p>
         </ThreadPrimitive.Empty>
         <ThreadPrimitive.Messages>{renderMessage}</ThreadPrimitive.Messages>
+        {state.typing && state.drafts.map((draft) => <DraftView key={draft.turn} draft={draft} />)}
         {state.typing && <TypingIndicator />}
       </ThreadPrimitive.Viewport>
       <Composer />
@@ -69,6 +70,28 @@ function MessageView() {
         </span>
       )}
     </MessagePrimitive.Root>
+  );
+}
+
+/**
+ * A reply the assistant is still writing, as streamed so far (not a
+ * `message`: it has no seq, and the stored message replaces it).
+ */
+function DraftView({ draft }: { draft: StreamDraft }) {
+  return (
+    <div
+      className="msg msg-assistant msg-draft"
+      role="article"
+      aria-label="Assistant (writing)"
+      aria-busy="true"
+      data-testid="message-draft"
+      data-role="assistant"
+      data-turn={draft.turn}
+    >
+      <p className="bubble" data-testid="message-draft-text">
+        {draft.text}
+      </p>
+    </div>
   );
 }
 
