@@ -10,6 +10,8 @@
 //! | [`queue`]    | the job queue: `floe.jobs`, its SQL, backoff, LISTEN wake-ups         |
 //! | [`workflow`] | durable workflows: definitions, registry, store, advance, replay      |
 //! | [`chat`]     | the onboarding chat's data: users, conversations, inbox               |
+//! | [`inspect`]  | what the operator's web inspector reads: counts, activities, LLM      |
+//! |              | calls, jobs, the dashboard; and retrying a job                        |
 //! | [`health`]   | the `/healthz` and `/readyz` probes every process serves              |
 //! | [`launch`]   | the start-up sequence every binary shares (the embedded PostgreSQL,  |
 //! |              | crate `floe-pg`, when no `DATABASE_URL` is given)                     |
@@ -19,6 +21,7 @@
 pub mod chat;
 pub mod db;
 pub mod health;
+pub mod inspect;
 pub mod launch;
 pub mod queue;
 pub mod settings;

@@ -10,6 +10,7 @@
 //! | [`state`]    | [`AppState`]: pool, definitions, push hub, tokens, chat settings     |
 //! | [`workflows`]| the engine's API: start, list, get, history, signal, cancel, query   |
 //! | [`events`]   | a workflow's history and changes as Server-Sent Events               |
+//! | [`inspect`]  | the web inspector's: counts, activities, LLM calls, jobs, dashboard  |
 //! | [`chat`]     | the chat's endpoints: onboarding, messages, state, progress, inbox   |
 //! | [`ws`]       | the chat's WebSocket: its protocol and each connection               |
 //! | [`limit`]    | the per-person message rate limit (in memory, per process)           |
@@ -23,6 +24,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 mod frontend;
+pub mod inspect;
 pub mod limit;
 pub mod openapi;
 pub mod session;
@@ -67,6 +69,12 @@ pub fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(workflows::cancel_workflow))
         .routes(routes!(workflows::query_workflow))
         .routes(routes!(events::workflow_events))
+        .routes(routes!(inspect::counts))
+        .routes(routes!(inspect::workflow_activities))
+        .routes(routes!(inspect::workflow_llm_calls))
+        .routes(routes!(inspect::list_jobs))
+        .routes(routes!(inspect::retry_job))
+        .routes(routes!(inspect::dashboard))
         .route_layer(middleware::from_fn(auth::require_operator));
     // Signing in: open to anyone; who is signed in: the session's person.
     let sessions =

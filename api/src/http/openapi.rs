@@ -34,6 +34,7 @@ pub const PATH: &str = "/api/openapi.json";
     tags(
         (name = "chat", description = "The onboarding chat, for people (a session: the floe_session cookie or a bearer session token)"),
         (name = "workflows", description = "The engine's own API, for operators (bearer operator token)"),
+        (name = "inspect", description = "The web inspector's reads and job retries, for operators (bearer operator token)"),
         (name = "meta", description = "Probes and this document (no authentication)"),
     ),
 )]

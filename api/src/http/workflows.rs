@@ -119,6 +119,15 @@ pub struct ListQuery {
     pub state: Option<String>,
     /// `true`: only open workflows whose deadline has passed.
     pub overdue: Option<bool>,
+    /// Only keys containing this, ignoring case (`%`, `_` and `\` are not
+    /// wildcards: they match themselves).
+    pub q: Option<String>,
+    /// `true`: only workflows waiting on a signal from a person, that is of
+    /// status `waiting` (nothing in flight), with the deadline, if any, as
+    /// the time limit of that wait. `false` filters nothing.
+    pub waiting: Option<bool>,
+    /// Only the children of this workflow.
+    pub parent: Option<Uuid>,
     /// Page size, 1 to 500 (default 50).
     pub limit: Option<i64>,
     /// The previous page's `next_cursor`.
@@ -467,6 +476,9 @@ pub async fn list_workflows(
         status: query.status.map(Into::into),
         state: query.state,
         overdue: query.overdue.unwrap_or(false),
+        key_contains: query.q.filter(|q| !q.is_empty()),
+        waiting: query.waiting.unwrap_or(false),
+        parent: query.parent,
         before,
         limit: limit + 1,
     };

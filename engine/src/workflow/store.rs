@@ -823,6 +823,14 @@ pub struct ListFilter {
     pub state: Option<String>,
     /// Only open workflows whose deadline has passed (no timer loop fired it).
     pub overdue: bool,
+    /// Only workflows whose business key contains this, ignoring case; `%`
+    /// and `_` match themselves (they are not wildcards).
+    pub key_contains: Option<String>,
+    /// Only workflows waiting on a signal from a person: status `waiting`
+    /// (nothing in flight), with the deadline, if any, as its time limit.
+    pub waiting: bool,
+    /// Only the children of this workflow.
+    pub parent: Option<Uuid>,
     /// Only ids below this one: the keyset cursor (the last id of the previous page).
     pub before: Option<Uuid>,
     /// At most this many.
@@ -841,6 +849,9 @@ pub async fn list(db: impl PgExecutor<'_>, filter: &ListFilter) -> Result<Vec<Wo
               AND ($3::text IS NULL OR state = $3)
               AND (NOT $4::bool OR (deadline < now() AND status IN ('running', 'waiting')))
               AND ($5::uuid IS NULL OR id < $5)
+              AND ($7::text IS NULL OR key ILIKE $7)
+              AND (NOT $8::bool OR status = 'waiting')
+              AND ($9::uuid IS NULL OR parent_id = $9)
             ORDER BY id DESC
             LIMIT $6"#,
         filter.kind,
@@ -849,6 +860,9 @@ pub async fn list(db: impl PgExecutor<'_>, filter: &ListFilter) -> Result<Vec<Wo
         filter.overdue,
         filter.before,
         filter.limit,
+        filter.key_contains.as_deref().map(contains_pattern),
+        filter.waiting,
+        filter.parent,
     )
     .fetch_all(db)
     .await?;
@@ -868,6 +882,21 @@ pub async fn list(db: impl PgExecutor<'_>, filter: &ListFilter) -> Result<Vec<Wo
             updated_at: r.updated_at,
         })
         .collect())
+}
+
+/// The `LIKE` pattern that matches values containing `text` literally: its
+/// `\`, `%` and `_` escaped (with `LIKE`'s default escape character).
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// Every child a workflow started, open or finished, oldest first.
