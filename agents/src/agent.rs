@@ -3,6 +3,11 @@
 //! to, optional tools, and a bounded loop that sends validation errors back
 //! to the model ("fix the errors and try again").
 //!
+//! Model calls and tool calls both go through the run's [`Recorder`]: each
+//! is recorded in the ledger, and a retried activity attempt gets the
+//! recorded answers and tool results instead of calling the model or
+//! running the tool again ([`Recorder::tool`]).
+//!
 //! The output is asked for either as a `final_result` tool whose arguments
 //! are the output ([`OutputMode::Tool`], PydanticAI's default, which works
 //! with any server that supports tools) or as native structured output
@@ -520,7 +525,16 @@ where
                             .position(|t| t.name == call.name)
                             .map(|i| &self.tools[i])
                         {
-                            let answer = match tool.call(deps, &call.arguments) {
+                            // Recorded, and replayed to a retried attempt
+                            // instead of running again.
+                            let result = llm
+                                .tool(&self.name, call, || tool.call(deps, &call.arguments))
+                                .await
+                                .map_err(|source| AgentError::Call {
+                                    agent: self.name.clone(),
+                                    source,
+                                })?;
+                            let answer = match result {
                                 Ok(value) => value.to_string(),
                                 Err(e) => {
                                     failed = true;

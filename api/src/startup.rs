@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use floe_engine::workflow::Registry;
+use floe_engine::workflow::{Registry, store};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
@@ -23,13 +23,19 @@ impl Application {
     /// hub (the process's LISTEN connection), resolves the operator token
     /// (generating and logging a development one when none is configured)
     /// and builds the router. `definitions` are the workflow kinds the
-    /// engine API may start and answer queries for.
+    /// engine API may start and answer queries for; they are registered in
+    /// `floe.definitions` for `floe_ops.start_workflow`.
     pub async fn build(
         settings: &HttpSettings,
         pool: PgPool,
         definitions: Registry,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.listen).await?;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let by = format!("floe-api {}:{}", host.trim(), std::process::id());
+        if let Err(e) = store::register_definitions(&pool, &definitions, &by).await {
+            tracing::warn!(error = %e, "could not register the workflow kinds: floe_ops.start_workflow refuses them");
+        }
         let token = OperatorToken::from_settings(settings.operator_token.as_ref());
         let state = AppState::new(pool, definitions, token).with_chat(settings.chat.clone());
         let hub = state.hub.clone();

@@ -1151,3 +1151,104 @@ async fn heartbeats_keep_a_live_client_and_close_a_silent_one() {
 
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_conversation_whose_workflow_retention_removed_reads_as_finished() {
+    let (app, worker) = chat_app(ChatSettings::default()).await;
+    let alex = sign_in(&app, "Alex").await;
+    let started: Value = alex
+        .post(&app, "/api/workflow/start")
+        .send()
+        .await
+        .expect("start")
+        .json()
+        .await
+        .expect("json");
+    let run: Uuid = started["run_id"]
+        .as_str()
+        .expect("run_id")
+        .parse()
+        .expect("uuid");
+    let (status, _) = send(
+        alex.post(&app, "/api/chat/message")
+            .json(&json!({ "content": "Hi, I'm Alex" })),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let answered = eventually(WAIT, || async {
+        let replies: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM floe.messages WHERE user_id = $1 AND role = 'assistant'",
+        )
+        .bind(&alex.user_id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+        replies == 1
+            && store::status(&app.pool, run).await.expect("status") == Some(Status::Waiting)
+    })
+    .await;
+    assert!(answered, "the first turn never finished");
+    // Finished long ago (as if onboarding completed 40 days back), then swept.
+    sqlx::query(
+        "UPDATE floe.workflows SET status = 'completed', state = 'completed',
+                finished_at = now() - interval '40 days' WHERE id = $1",
+    )
+    .bind(run)
+    .execute(&app.pool)
+    .await
+    .expect("age");
+    let swept =
+        floe_engine::retention::sweep_batch(&app.pool, Duration::from_secs(30 * 86_400), 100)
+            .await
+            .expect("sweep");
+    assert_eq!(swept.workflows, 1);
+
+    // The conversation stays; the chat says the onboarding is over.
+    let sent = alex
+        .post(&app, "/api/chat/message")
+        .json(&json!({ "content": "hello again" }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(sent.status(), 409);
+    let body: Value = sent.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "onboarding_completed");
+    let progress = alex
+        .get(&app, "/api/workflow/progress")
+        .send()
+        .await
+        .expect("progress");
+    assert_eq!(progress.status(), 409);
+    let body: Value = progress.json().await.expect("json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("archived"),
+        "{body}"
+    );
+    let messages = alex
+        .get(&app, "/api/chat/messages?after=0")
+        .send()
+        .await
+        .expect("messages");
+    assert_eq!(messages.status(), 200, "the conversation itself is kept");
+    let greeting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM floe.messages WHERE user_id = $1 AND role = 'assistant'",
+    )
+    .bind(&alex.user_id)
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert_eq!(greeting, 1, "the reply outlives the workflow");
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM floe.messages WHERE user_id = $1 AND content = 'hello again'",
+    )
+    .bind(&alex.user_id)
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert_eq!(count, 0, "a refused message is not stored");
+    app.stop().await;
+    worker.stop().await;
+}

@@ -187,3 +187,116 @@ async fn every_example_in_the_onboarding_cookbook_runs(pool: PgPool) {
         }
     }
 }
+
+#[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
+async fn every_example_in_the_ops_cookbook_runs(pool: PgPool) {
+    // Two registered kinds; three onboardings — alex waiting two days on a
+    // person, with a signal no worker applied (its advance job held by a
+    // worker that died), sam past an unfired deadline, kim with a turn that
+    // failed for good and one whose job gave up; a dead job of another kind;
+    // LLM calls; the application's expenses table with one started expense.
+    sqlx::raw_sql(
+        r#"
+        INSERT INTO floe.definitions (kind, version, registered_by)
+             VALUES ('onboarding', 1, 'floe-worker host:4242:1a2b3c4d'), ('expense', 2, 'floe-api host:4243');
+        SELECT floe.workflow_start('01930000-0000-7000-8000-000000000001', 'onboarding', 'onboarding/alex',
+                                   '{"user_id": "alex"}', 1),
+               floe.workflow_start('01930000-0000-7000-8000-000000000002', 'onboarding', 'onboarding/sam',
+                                   '{"user_id": "sam"}', 1),
+               floe.workflow_start('01930000-0000-7000-8000-000000000003', 'onboarding', 'onboarding/kim',
+                                   '{"user_id": "kim"}', 1);
+        DELETE FROM floe.jobs;
+        UPDATE floe.workflows SET applied_seq = 1, version = 1, status = 'waiting', state = 'discovery',
+               context = '{"turn": {"n": 1}}', updated_at = now() - interval '2 days',
+               deadline = now() + interval '1 hour', deadline_reason = 'nudge'
+         WHERE key = 'onboarding/alex';
+        UPDATE floe.workflows SET applied_seq = 1, version = 1, status = 'waiting', state = 'greeting',
+               context = '{}', deadline = now() - interval '10 minutes', deadline_reason = 'nudge'
+         WHERE key = 'onboarding/sam';
+        UPDATE floe.workflows SET applied_seq = 1, version = 3, status = 'running', state = 'discovery',
+               context = '{}', in_flight = 1
+         WHERE key = 'onboarding/kim';
+        INSERT INTO floe.activities (workflow_id, activity_id, name, input, status, attempts, error, finished_at)
+        VALUES ('01930000-0000-7000-8000-000000000003', 'turn-1', 'agent.turn', '{}', 'failed', 5,
+                'model timed out', now() - interval '1 hour'),
+               ('01930000-0000-7000-8000-000000000003', 'turn-2', 'agent.turn', '{}', 'scheduled', 0, NULL, NULL);
+        INSERT INTO floe.jobs (kind, payload, state, attempts, max_attempts, last_error, attempted_at)
+        VALUES ('floe.activity',
+                '{"workflow_id": "01930000-0000-7000-8000-000000000003", "activity_id": "turn-2",
+                  "name": "agent.turn", "input": {}}',
+                'dead', 5, 5, 'rate limited (429)', now() - interval '5 minutes'),
+               ('floe.noop', '{}', 'dead', 20, 20, 'boom', now());
+        SELECT floe.workflow_deliver('01930000-0000-7000-8000-000000000001', 'signal', 'user_connected', '{}');
+        UPDATE floe.inbox SET created_at = now() - interval '5 minutes' WHERE seq = 2;
+        UPDATE floe.jobs SET state = 'running', attempts = 1, unique_key = NULL, lease_owner = 'host:4242:1a2b3c4d',
+               lease_token = 1, lease_expires_at = now() - interval '3 minutes',
+               attempted_at = now() - interval '4 minutes'
+         WHERE kind = 'floe.advance';
+        INSERT INTO floe.llm_prices VALUES ('m', 1, 2);
+        INSERT INTO floe.llm_calls (workflow_id, activity_id, attempt, step, user_id, agent, model,
+               request, response, status, tokens_in, tokens_out, latency_ms, cost_usd)
+        VALUES ('01930000-0000-7000-8000-000000000001', 'turn-1', 1, 0, 'alex', 'greeter', 'm',
+                '{}', '{}', 'ok', 100, 20, 340, 0.00014);
+        CREATE TABLE expenses (
+            id          bigint PRIMARY KEY,
+            amount      numeric NOT NULL,
+            approved_by text,
+            workflow_id uuid
+        );
+        INSERT INTO expenses (id, amount, workflow_id)
+             VALUES (1, 80, floe_ops.start_workflow('expense', 'expense-1', '{"amount": 80}'));
+        "#,
+    )
+    .execute(&pool)
+    .await
+    .expect("fixtures");
+
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ops.md"))
+        .expect("docs/ops.md");
+    let blocks = sql_blocks(&doc);
+    assert!(blocks.len() >= 20, "found only {} examples", blocks.len());
+    for block in blocks {
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(block.clone()))
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("docs/ops.md example failed: {e}\n{block}"));
+        assert!(
+            !rows.is_empty() || block.trim_start().starts_with("CREATE"),
+            "example returned nothing on the fixtures:\n{block}"
+        );
+    }
+
+    // They did what they say.
+    let effects: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT w.key, i.event, i.name FROM floe.inbox i JOIN floe.workflows w ON w.id = i.workflow_id
+          WHERE i.seq > 1 OR w.kind = 'expense' ORDER BY w.key, i.seq",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("events");
+    let effects: Vec<(&str, &str, Option<&str>)> = effects
+        .iter()
+        .map(|(k, e, n)| (k.as_str(), e.as_str(), n.as_deref()))
+        .collect();
+    assert_eq!(
+        effects,
+        vec![
+            ("expense-1", "start", None),
+            ("expense-1", "signal", Some("approve")),
+            ("expense-2", "start", None),
+            ("expense-2", "signal", Some("approve")),
+            ("onboarding/alex", "signal", Some("user_connected")),
+            ("onboarding/alex", "signal", Some("user_connected")),
+            (
+                "onboarding/sam",
+                "cancel",
+                Some("the user asked us to stop")
+            ),
+        ]
+    );
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM floe.jobs WHERE state = 'dead'")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(dead, 0, "the cookbook's retries revived the dead jobs");
+}

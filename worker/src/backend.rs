@@ -16,7 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apalis_core::backend::finalize::Ephemeral;
 use apalis_core::backend::{Backend, BackendConfig};
@@ -26,11 +26,13 @@ use apalis_core::task::task_id::RandomId;
 use apalis_core::worker::context::WorkerContext;
 use floe_engine::queue::retry::next_delay;
 use floe_engine::queue::{ClaimedJob, Lease, store};
+use floe_engine::trace::{self, TraceId};
 use tokio::sync::{mpsc, watch};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::handlers::JobError;
+use crate::metrics::QueueMetrics;
 use crate::runtime::{Outcome, Shared, Slots};
 
 /// Errors the backend could report to apalis. It reports none: database
@@ -44,6 +46,7 @@ pub struct BackendError(String);
 pub struct PgBackend {
     shared: Arc<Shared>,
     slots: Arc<Slots>,
+    metrics: QueueMetrics,
     jobs: mpsc::Receiver<ClaimedJob>,
     closing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
@@ -54,10 +57,20 @@ impl PgBackend {
         let slots = Arc::new(Slots::default());
         let capacity = shared.settings.concurrency + shared.settings.prefetch;
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        tokio::spawn(claim_loop(shared.clone(), slots.clone(), queue, tx, stop));
+        let metrics = QueueMetrics::new(&queue, &shared.registry.kinds());
+        let claimer = claim_loop(
+            shared.clone(),
+            slots.clone(),
+            metrics.clone(),
+            queue,
+            tx,
+            stop,
+        );
+        tokio::spawn(claimer);
         Self {
             shared,
             slots,
+            metrics,
             jobs: rx,
             closing: None,
         }
@@ -69,6 +82,7 @@ impl PgBackend {
 async fn claim_loop(
     shared: Arc<Shared>,
     slots: Arc<Slots>,
+    metrics: QueueMetrics,
     queue: String,
     jobs: mpsc::Sender<ClaimedJob>,
     mut stop: watch::Receiver<bool>,
@@ -117,6 +131,7 @@ async fn claim_loop(
             }
         };
         let got = claimed.len();
+        metrics.claimed(&claimed);
         slots.take(got);
         shared.hold(claimed.iter().map(ClaimedJob::lease));
         for job in claimed {
@@ -229,15 +244,17 @@ impl BackendConfig for PgBackend {
         AckLayer {
             shared: self.shared.clone(),
             slots: self.slots.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
 
-/// Records each attempt's outcome and frees its slot.
+/// Records each attempt's outcome (and its metrics) and frees its slot.
 #[derive(Clone)]
 pub struct AckLayer {
     shared: Arc<Shared>,
     slots: Arc<Slots>,
+    metrics: QueueMetrics,
 }
 
 impl<S> Layer<S> for AckLayer {
@@ -247,6 +264,7 @@ impl<S> Layer<S> for AckLayer {
             inner,
             shared: self.shared.clone(),
             slots: self.slots.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -257,6 +275,7 @@ pub struct AckService<S> {
     inner: S,
     shared: Arc<Shared>,
     slots: Arc<Slots>,
+    metrics: QueueMetrics,
 }
 
 impl<S> Service<Task<ClaimedJob>> for AckService<S>
@@ -284,8 +303,10 @@ where
             .unwrap_or_default();
         let shared = self.shared.clone();
         let slots = self.slots.clone();
+        let metrics = self.metrics.kind(&job.kind);
         let future = self.inner.call(task);
         Box::pin(async move {
+            let started = Instant::now();
             let result = future.await.map_err(Into::into);
             let recorded = match &result {
                 Ok(_) => Ok(()),
@@ -298,6 +319,10 @@ where
                     Err((message, retry_in))
                 }
             };
+            if let Some(metrics) = metrics {
+                let retried = matches!(recorded, Err((_, Some(_))));
+                metrics.finished(started.elapsed(), recorded.is_ok(), retried);
+            }
             shared.finish(Outcome {
                 lease,
                 result: recorded,
@@ -339,21 +364,23 @@ impl Service<Task<ClaimedJob>> for Dispatch {
     fn call(&mut self, task: Task<ClaimedJob>) -> Self::Future {
         let job = task.args;
         let handler = self.shared.registry.get(&job.kind).cloned();
-        let span =
-            tracing::info_span!("job", job_id = job.id, kind = %job.kind, attempt = job.attempt);
-        Box::pin(
-            async move {
-                match handler {
-                    Some(handler) => handler.call(job).await,
-                    // Claims only ask for registered kinds, so this means the
-                    // registry changed under a claim; let another worker have it.
-                    None => Err(JobError::retryable(format!(
-                        "no handler for kind {}",
-                        job.kind
-                    ))),
-                }
-            }
-            .instrument(span),
-        )
+        let span = tracing::info_span!("job", job_id = job.id, kind = %job.kind, attempt = job.attempt,
+            trace_id = job.trace_id.as_deref());
+        // What the handler delivers or starts joins the job's trace.
+        let trace = job.trace_id.as_deref().and_then(TraceId::parse);
+        let work = async move {
+            let result = match handler {
+                Some(handler) => handler.call(job).await,
+                // Claims only ask for registered kinds, so this means the
+                // registry changed under a claim; let another worker have it.
+                None => Err(JobError::retryable(format!(
+                    "no handler for kind {}",
+                    job.kind
+                ))),
+            };
+            tracing::debug!(ok = result.is_ok(), "job attempt finished");
+            result
+        };
+        Box::pin(trace::scope(trace, work).instrument(span))
     }
 }

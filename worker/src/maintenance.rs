@@ -6,12 +6,16 @@
 //!   an advance job), sleeping until the earliest of either (woken sooner by
 //!   NOTIFY when a nearer one is set);
 //! * the **rescuer** takes back jobs whose lease expired (their worker died)
-//!   within moments of the expiry.
+//!   within moments of the expiry;
+//! * the **presence** heartbeat keeps this process's row in the worker
+//!   registry (`floe.workers`) fresh, prunes the rows of workers long gone,
+//!   and deletes its own row when the worker stops.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use floe_engine::queue::store;
+use floe_engine::workers;
 use floe_engine::workflow::store as workflow_store;
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -65,7 +69,12 @@ pub async fn run_scheduler(shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
 async fn due_now(shared: &Shared) -> anyhow::Result<()> {
     loop {
         let promoted = store::promote_due(&shared.pool, BATCH).await?;
-        let fired = workflow_store::fire_due_timers(&shared.pool, BATCH).await?;
+        let timers = workflow_store::fire_timers(&shared.pool, BATCH).await?;
+        for timer in &timers {
+            metrics::histogram!(floe_engine::metrics::TIMER_LATENESS, "kind" => timer.kind.clone())
+                .record(timer.lateness_seconds);
+        }
+        let fired = timers.len() as u64;
         if promoted + fired > 0 {
             tracing::debug!(promoted, fired, "due");
             // This process's claimers need no round trip through NOTIFY.
@@ -93,6 +102,7 @@ pub async fn run_rescuer(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         let next = match store::rescue_expired(&shared.pool, BATCH).await {
             Ok(rescued) => {
                 if rescued > 0 {
+                    metrics::counter!(floe_engine::metrics::JOBS_RESCUED).increment(rescued);
                     tracing::warn!(rescued, "took back jobs whose worker stopped heartbeating");
                     shared.wakers.wake_available();
                 }
@@ -113,5 +123,62 @@ pub async fn run_rescuer(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(wait.min(MAX_SLEEP)) => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// What this process registers as: its lease owner as id, the program's
+/// name (`floe-worker`, `floe-api` for `--with-worker`, …), host, pid, build
+/// version and queues.
+pub fn registration(shared: &Shared) -> workers::Registration {
+    let name = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "floe".to_owned());
+    workers::Registration {
+        id: shared.owner.clone(),
+        name,
+        // The owner is `host:pid:random`.
+        host: shared
+            .owner
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        queues: shared.settings.queues.clone(),
+    }
+}
+
+/// Runs the presence heartbeat until `stop`: registers this worker, writes
+/// its heartbeat every [`workers::HEARTBEAT`] and prunes the rows of workers
+/// silent for [`workers::PRUNE_AFTER`]; on `stop`, deregisters. The worker
+/// stops it last, after its jobs are drained, so that it counts as alive
+/// for as long as it holds work.
+pub async fn run_presence(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let me = registration(&shared);
+    let mut registered = false;
+    loop {
+        match workers::heartbeat(&shared.pool, &me).await {
+            Ok(()) => {
+                if !registered {
+                    tracing::debug!(worker = %me.id, "registered in floe.workers");
+                    registered = true;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "worker heartbeat failed; retrying"),
+        }
+        match workers::prune(&shared.pool, workers::PRUNE_AFTER).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "forgot workers silent for an hour"),
+            Err(e) => tracing::debug!(error = %e, "pruning the worker registry failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(workers::HEARTBEAT) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    if let Err(e) = workers::deregister(&shared.pool, &me.id).await {
+        tracing::warn!(error = %e, "cannot deregister from floe.workers; the row ages out");
     }
 }

@@ -123,6 +123,20 @@ pub struct WorkerSettings {
         default_value_t = 30_000
     )]
     pub shutdown_timeout_ms: u64,
+
+    /// How often, in milliseconds, the gauges read from the database
+    /// (`floe_queue_jobs`, `floe_queue_oldest_seconds`, `floe_workflows_open`)
+    /// are refreshed; 0 never reads them.
+    #[arg(
+        long = "metrics-refresh-ms",
+        env = "FLOE__WORKER__METRICS_REFRESH_MS",
+        default_value_t = 10_000
+    )]
+    pub metrics_refresh_ms: u64,
+
+    /// How long finished workflows and dead jobs are kept.
+    #[command(flatten)]
+    pub retention: crate::retention::RetentionSettings,
 }
 
 impl Default for WorkerSettings {
@@ -136,6 +150,8 @@ impl Default for WorkerSettings {
             lease_ms: 30_000,
             poll_ms: 5_000,
             shutdown_timeout_ms: 30_000,
+            metrics_refresh_ms: 10_000,
+            retention: crate::retention::RetentionSettings::default(),
         }
     }
 }
@@ -154,6 +170,12 @@ impl WorkerSettings {
     /// The fallback poll interval.
     pub fn poll(&self) -> Duration {
         Duration::from_millis(self.poll_ms.max(10))
+    }
+
+    /// How often the database gauges are refreshed (`None`: never).
+    pub fn metrics_refresh(&self) -> Option<Duration> {
+        (self.metrics_refresh_ms > 0)
+            .then(|| Duration::from_millis(self.metrics_refresh_ms.max(100)))
     }
 
     /// The shutdown grace period.

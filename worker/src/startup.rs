@@ -7,6 +7,7 @@ use apalis::prelude::WorkerBuilder;
 use apalis_core::error::WorkerError;
 use apalis_core::worker::ext::parallelize::ParallelizeExt;
 use floe_engine::queue::listener;
+use floe_engine::workflow::store;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -18,16 +19,18 @@ use crate::agents::Llm;
 use crate::backend::{self, Dispatch, PgBackend};
 use crate::handlers::{self, Handler, Registry};
 use crate::maintenance;
+use crate::retention;
 use crate::runtime::{self, Shared};
 use crate::settings::WorkerSettings;
 use crate::workflows::Workflows;
 
 /// The workflow definitions and activities this build runs in production:
-/// the onboarding, and the LLM activities (with the model `llm` names, or
-/// offline).
+/// the onboarding, the Temporal-Lite spec's `code_review` and `research`,
+/// and the LLM activities (with the model `llm` names, or offline).
 pub fn workflows(llm: &LlmSettings, pool: &PgPool) -> anyhow::Result<Workflows> {
     let mut workflows = Workflows::new();
     crate::onboarding::register(&mut workflows, pool);
+    crate::agent_workflows::register(&mut workflows, llm, pool)?;
     Llm::from_settings(llm, pool.clone())?.register(&mut workflows);
     Ok(workflows)
 }
@@ -37,6 +40,8 @@ pub struct Worker {
     pool: PgPool,
     settings: WorkerSettings,
     registry: Registry,
+    /// The workflow definitions it runs, registered in `floe.definitions` at start.
+    definitions: floe_engine::workflow::Registry,
     health: Option<TcpListener>,
 }
 
@@ -52,6 +57,7 @@ impl Worker {
             pool,
             settings: settings.clone(),
             registry: handlers::builtin(),
+            definitions: Default::default(),
             health,
         })
     }
@@ -65,6 +71,7 @@ impl Worker {
     /// Adds workflow definitions and their activities: this worker then
     /// advances workflows and runs activities.
     pub fn workflows(mut self, workflows: Workflows) -> Self {
+        self.definitions = workflows.definitions.clone();
         for (kind, handler) in workflows.handlers(self.pool.clone()) {
             self.registry.register(kind, handler);
         }
@@ -79,6 +86,8 @@ impl Worker {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let settings = self.settings.clone();
+        // Before any metric handle is made: handles made earlier record nothing.
+        floe_engine::metrics::install();
         let (stop_tx, stop) = watch::channel(false);
         let wakers = listener::Wakers::new();
         let (shared, outcomes) = Shared::new(
@@ -87,6 +96,10 @@ impl Worker {
             self.registry,
             wakers.clone(),
         );
+        let by = format!("floe-worker {}", shared.owner);
+        if let Err(e) = store::register_definitions(&self.pool, &self.definitions, &by).await {
+            tracing::warn!(error = %e, "could not register the workflow kinds: floe_ops.start_workflow refuses them");
+        }
         tracing::info!(owner = %shared.owner, queues = ?settings.queues, kinds = ?shared.registry.kinds(),
             concurrency = settings.concurrency, "worker started");
 
@@ -95,8 +108,15 @@ impl Worker {
         services.spawn(runtime::run_heartbeat(shared.clone(), stop.clone()));
         services.spawn(maintenance::run_scheduler(shared.clone(), stop.clone()));
         services.spawn(maintenance::run_rescuer(shared.clone(), stop.clone()));
+        services.spawn(crate::metrics::run_refresher(shared.clone(), stop.clone()));
+        services.spawn(retention::run(
+            self.pool.clone(),
+            settings.retention.clone(),
+            stop.clone(),
+        ));
         if let Some(listener) = self.health {
-            let router = floe_engine::health::router(self.pool.clone());
+            let router = floe_engine::health::router(self.pool.clone())
+                .merge(floe_engine::metrics::router());
             let mut stop = stop.clone();
             services.spawn(async move {
                 let shutdown = async move {
@@ -110,6 +130,10 @@ impl Worker {
                 }
             });
         }
+        // The registry heartbeat outlives the drain below: it stops, and
+        // deregisters, last.
+        let (presence_stop_tx, presence_stop) = watch::channel(false);
+        let presence = tokio::spawn(maintenance::run_presence(shared.clone(), presence_stop));
         let (completer_stop_tx, completer_stop) = watch::channel(false);
         let completer = tokio::spawn(runtime::run_completer(
             shared.clone(),
@@ -163,6 +187,10 @@ impl Worker {
             backend::release(&shared, &held).await;
         }
         services.shutdown().await;
+        let _ = presence_stop_tx.send(true);
+        if let Err(e) = presence.await {
+            tracing::warn!(error = %e, "presence heartbeat failed");
+        }
         drop(shared);
         tracing::info!("worker stopped");
         Ok(())

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::handlers::{Handler, JobError, payload};
+use crate::metrics::{self, ActivityAttempt};
 
 /// What an activity knows about its attempt.
 #[derive(Debug, Clone)]
@@ -329,6 +330,8 @@ async fn run_activity(
         attempt: job.attempt,
         idempotency_key: format!("{}:{}:{}", task.workflow_id, task.activity_id, job.attempt),
     };
+    let started = std::time::Instant::now();
+    let registered = workflows.activities.contains_key(&task.name);
     let outcome = match workflows.activities.get(&task.name) {
         None => Err(ActivityError::permanent(format!(
             "no activity named {:?} in this build",
@@ -358,11 +361,23 @@ async fn run_activity(
                 (true, Some(least)) => Retry::After(least.max(backoff.delay(job.attempt, unit))),
             };
             match next_delay(retry, &backoff, job.attempt, task.policy.max_attempts, unit) {
-                Some(delay) => return Err(JobError::retry_after(e.message, delay)),
+                Some(delay) => {
+                    tracing::debug!(activity = %task.name, activity_id = %task.activity_id, error = %e.message,
+                        "activity attempt failed; retrying");
+                    let ran = started.elapsed();
+                    metrics::activity_attempt(&task.name, registered, ran, ActivityAttempt::Retry);
+                    return Err(JobError::retry_after(e.message, delay));
+                }
                 None => Err(e.message),
             }
         }
     };
+    let how = match &result {
+        Ok(_) => ActivityAttempt::Completed,
+        Err(_) => ActivityAttempt::Failed,
+    };
+    tracing::debug!(activity = %task.name, activity_id = %task.activity_id, outcome = ?how, "activity attempt");
+    metrics::activity_attempt(&task.name, registered, started.elapsed(), how);
     let result = store::ActivityResult {
         workflow_id: task.workflow_id,
         activity_id: task.activity_id,
@@ -375,8 +390,37 @@ async fn run_activity(
         .map_err(JobError::retryable)
 }
 
+/// The replay check: replays workflow `id`, or every open workflow of
+/// `kind`, or — with neither — every open workflow of every kind, through
+/// `registry`, and reports on each (a kind `registry` lacks diverges: this
+/// build cannot run it). An unknown `id` is [`store::Error::NotFound`].
+pub async fn replay_check(
+    pool: &PgPool,
+    registry: &Registry,
+    kind: Option<&str>,
+    id: Option<Uuid>,
+) -> anyhow::Result<Vec<workflow::replay::Report>> {
+    let ids = match (id, kind) {
+        (Some(id), _) => vec![id],
+        (None, Some(kind)) => store::open_of_kind(pool, kind).await?,
+        (None, None) => {
+            let mut ids = Vec::new();
+            for kind in floe_engine::inspect::counts(pool, None).await?.kinds {
+                ids.extend(store::open_of_kind(pool, &kind).await?);
+            }
+            ids
+        }
+    };
+    let mut reports = Vec::with_capacity(ids.len());
+    for id in ids {
+        reports.push(workflow::replay::replay(pool, registry, id).await?);
+    }
+    Ok(reports)
+}
+
 /// `replay`: checks one workflow, or every open one of a kind, against
-/// `registry`; prints one line each; fails if any diverges.
+/// `registry` ([`replay_check`]); prints one line each; fails if any
+/// diverges.
 pub async fn replay_command(
     pool: &PgPool,
     registry: &Registry,
@@ -384,14 +428,13 @@ pub async fn replay_command(
     id: Option<Uuid>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let ids = match (id, kind) {
-        (Some(id), _) => vec![id],
-        (None, Some(kind)) => store::open_of_kind(pool, kind).await?,
-        (None, None) => anyhow::bail!("replay needs --kind or --id"),
-    };
+    if id.is_none() && kind.is_none() {
+        anyhow::bail!("replay needs --kind or --id");
+    }
+    let reports = replay_check(pool, registry, kind, id).await?;
     let mut diverged = 0;
-    for id in &ids {
-        let report = workflow::replay::replay(pool, registry, *id).await?;
+    for report in &reports {
+        let id = report.workflow_id;
         if report.divergence.is_some() {
             diverged += 1;
         }
@@ -413,10 +456,10 @@ pub async fn replay_command(
     anyhow::ensure!(
         diverged == 0,
         "{diverged} of {} workflows diverge from this build",
-        ids.len()
+        reports.len()
     );
     if !json {
-        println!("{} workflows replayed, none diverges", ids.len());
+        println!("{} workflows replayed, none diverges", reports.len());
     }
     Ok(())
 }

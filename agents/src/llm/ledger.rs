@@ -10,6 +10,13 @@
 //! activity's code runs again, its calls are answered from the ledger up to
 //! where the dead worker stopped. An attempt that fails on the answers'
 //! content calls [`Recorder::abandon`] first, so its retry asks afresh.
+//!
+//! Tool calls are recorded the same way (`floe.tool_calls`, through
+//! [`Recorder::tool`]): the n-th tool call of an attempt, with the same tool
+//! and arguments as one an earlier attempt recorded, gets the recorded
+//! result and the tool does not run again. Abandoning an attempt leaves its
+//! tool results reusable: they are what the tools did, not what the model
+//! said.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -19,7 +26,9 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{ChatModel, ChatRequest, ChatResponse, Embedder, Embeddings, ModelError, Sinks, Usage};
+use super::{
+    ChatModel, ChatRequest, ChatResponse, Embedder, Embeddings, ModelError, Sinks, ToolCall, Usage,
+};
 
 /// Where calls are made from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -95,7 +104,7 @@ pub async fn record(pool: &PgPool, call: Call<'_>) -> sqlx::Result<Option<Value>
     };
     let tokens_in = i32::try_from(call.usage.input_tokens).unwrap_or(i32::MAX);
     let tokens_out = i32::try_from(call.usage.output_tokens).unwrap_or(i32::MAX);
-    let inserted = sqlx::query_scalar!(
+    let inserted = sqlx::query!(
         r#"INSERT INTO floe.llm_calls
                (workflow_id, activity_id, attempt, step, user_id, agent, model, request,
                 response, status, http_status, error, tokens_in, tokens_out, latency_ms, cost_usd)
@@ -105,7 +114,7 @@ pub async fn record(pool: &PgPool, call: Call<'_>) -> sqlx::Result<Option<Value>
            LEFT JOIN floe.llm_prices p ON p.model = $7
            ON CONFLICT (workflow_id, activity_id, step, request_hash) WHERE status = 'ok' AND reusable
            DO NOTHING
-           RETURNING id"#,
+           RETURNING id, cost_usd::float8 AS cost"#,
         call.site.workflow_id,
         call.site.activity_id,
         call.site.attempt,
@@ -124,6 +133,37 @@ pub async fn record(pool: &PgPool, call: Call<'_>) -> sqlx::Result<Option<Value>
     )
     .fetch_optional(pool)
     .await?;
+    // Metrics: the call happened either way; its cost is known once recorded.
+    let labels = [
+        ("model", call.model.to_owned()),
+        ("agent", call.agent.to_owned()),
+    ];
+    let with = |extra: (&'static str, String)| {
+        let mut l = labels.to_vec();
+        l.push(extra);
+        l
+    };
+    metrics::counter!(
+        floe_engine::metrics::LLM_CALLS,
+        &with(("status", status.to_owned()))
+    )
+    .increment(1);
+    metrics::counter!(
+        floe_engine::metrics::LLM_TOKENS,
+        &with(("direction", "in".to_owned()))
+    )
+    .increment(u64::from(call.usage.input_tokens));
+    metrics::counter!(
+        floe_engine::metrics::LLM_TOKENS,
+        &with(("direction", "out".to_owned()))
+    )
+    .increment(u64::from(call.usage.output_tokens));
+    metrics::histogram!(floe_engine::metrics::LLM_CALL_DURATION, &labels)
+        .record(f64::from(call.latency_ms.max(0)) / 1000.0);
+    if let Some(cost) = inserted.as_ref().and_then(|r| r.cost) {
+        metrics::counter!(floe_engine::metrics::LLM_COST, &labels)
+            .increment((cost * 1e6).round() as u64);
+    }
     match inserted {
         Some(_) => Ok(None),
         // A concurrent attempt recorded this step's answer first.
@@ -174,6 +214,103 @@ pub async fn abandon(pool: &PgPool, site: &CallSite) -> sqlx::Result<u64> {
     Ok(done.rows_affected())
 }
 
+/// One tool call as the ledger stores it.
+#[derive(Debug, Clone)]
+pub struct ToolRun<'a> {
+    /// Where from.
+    pub site: &'a CallSite,
+    /// Its place among the attempt's tool calls, from 0.
+    pub seq: i32,
+    /// The model call that asked for it.
+    pub llm_step: Option<i32>,
+    /// The agent whose tool it is.
+    pub agent: &'a str,
+    /// The model's call: id, tool, arguments.
+    pub call: &'a ToolCall,
+    /// What the tool answered, or why it refused.
+    pub outcome: &'a Result<Value, String>,
+    /// How long it took.
+    pub latency_ms: i32,
+}
+
+/// Records one tool call. Returns the result a concurrent attempt recorded
+/// first for this place, tool and arguments, when there is one (this call's
+/// result is then not kept).
+pub async fn record_tool(
+    pool: &PgPool,
+    run: ToolRun<'_>,
+) -> sqlx::Result<Option<Result<Value, String>>> {
+    let (Some(workflow_id), Some(activity_id)) =
+        (run.site.workflow_id, run.site.activity_id.as_deref())
+    else {
+        return Ok(None);
+    };
+    let (status, result, error) = match run.outcome {
+        Ok(value) => ("ok", Some(value), None),
+        Err(e) => ("error", None, Some(e.as_str())),
+    };
+    let inserted = sqlx::query_scalar!(
+        r#"INSERT INTO floe.tool_calls
+               (workflow_id, activity_id, attempt, seq, llm_step, call_id, user_id, agent, tool,
+                arguments, status, result, error, latency_ms)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+           ON CONFLICT (workflow_id, activity_id, seq, tool, arguments_hash) DO NOTHING
+           RETURNING id"#,
+        workflow_id,
+        activity_id,
+        run.site.attempt,
+        run.seq,
+        run.llm_step,
+        run.call.id,
+        run.site.user_id,
+        run.agent,
+        run.call.name,
+        run.call.arguments,
+        status,
+        result,
+        error,
+        run.latency_ms,
+    )
+    .fetch_optional(pool)
+    .await?;
+    match inserted {
+        Some(_) => Ok(None),
+        // A concurrent attempt recorded this call's result first.
+        None => recorded_tool(pool, run.site, run.seq, run.call).await,
+    }
+}
+
+/// The result recorded for the `seq`-th tool call of the site's activity,
+/// if it called the same tool with the same arguments.
+pub async fn recorded_tool(
+    pool: &PgPool,
+    site: &CallSite,
+    seq: i32,
+    call: &ToolCall,
+) -> sqlx::Result<Option<Result<Value, String>>> {
+    let (Some(workflow_id), Some(activity_id)) = (site.workflow_id, site.activity_id.as_deref())
+    else {
+        return Ok(None);
+    };
+    let found = sqlx::query!(
+        r#"SELECT result, error
+           FROM floe.tool_calls
+           WHERE workflow_id = $1 AND activity_id = $2 AND seq = $3 AND tool = $4
+             AND arguments_hash = md5($5::text)"#,
+        workflow_id,
+        activity_id,
+        seq,
+        call.name,
+        call.arguments,
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.map(|row| match row.result {
+        Some(value) => Ok(value),
+        None => Err(row.error.unwrap_or_default()),
+    }))
+}
+
 /// Sets the price of `model` in US dollars per million tokens.
 pub async fn set_price(
     pool: &PgPool,
@@ -202,6 +339,8 @@ pub struct Recorder {
     model: Arc<dyn ChatModel>,
     ledger: Option<(PgPool, CallSite)>,
     step: AtomicI32,
+    /// Tool calls made (or replayed) so far in this attempt.
+    tools: AtomicI32,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -210,6 +349,7 @@ impl std::fmt::Debug for Recorder {
             .field("model", &self.model.model_name())
             .field("site", &self.ledger.as_ref().map(|(_, site)| site))
             .field("step", &self.step)
+            .field("tools", &self.tools)
             .finish()
     }
 }
@@ -221,6 +361,7 @@ impl Recorder {
             model,
             ledger: Some((pool, site)),
             step: AtomicI32::new(0),
+            tools: AtomicI32::new(0),
         }
     }
 
@@ -230,6 +371,7 @@ impl Recorder {
             model,
             ledger: None,
             step: AtomicI32::new(0),
+            tools: AtomicI32::new(0),
         }
     }
 
@@ -337,6 +479,46 @@ impl Recorder {
         };
         record(pool, call).await?;
         Ok(outcome?)
+    }
+
+    /// Runs the tool `call` names as `agent` (`run` does it), recording its
+    /// result, or returns the result an earlier attempt recorded for this
+    /// place among the attempt's tool calls, tool and arguments: then the
+    /// tool does not run. Without a ledger, just runs it. The outer error is
+    /// the ledger's; the inner one is the tool's (shown to the model).
+    pub async fn tool(
+        &self,
+        agent: &str,
+        call: &ToolCall,
+        run: impl FnOnce() -> Result<Value, String>,
+    ) -> Result<Result<Value, String>, CallError> {
+        let seq = self.tools.fetch_add(1, Ordering::Relaxed);
+        let Some((pool, site)) = &self.ledger else {
+            return Ok(run());
+        };
+        if let Some(result) = recorded_tool(pool, site, seq, call).await? {
+            tracing::info!(agent, tool = %call.name, seq, workflow_id = ?site.workflow_id,
+                activity_id = ?site.activity_id, "tool result replayed from the ledger");
+            return Ok(result);
+        }
+        let started = Instant::now();
+        let outcome = run();
+        let latency_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        tracing::debug!(agent, tool = %call.name, seq, workflow_id = ?site.workflow_id,
+            activity_id = ?site.activity_id, ok = outcome.is_ok(), "tool ran");
+        let step = self.step.load(Ordering::Relaxed);
+        let recorded = ToolRun {
+            site,
+            seq,
+            llm_step: (step > 0).then_some(step - 1),
+            agent,
+            call,
+            outcome: &outcome,
+            latency_ms,
+        };
+        // Another attempt's result for this call was recorded first: carry
+        // on from it so both attempts agree.
+        Ok(record_tool(pool, recorded).await?.unwrap_or(outcome))
     }
 
     /// Marks this activity's recorded answers as not reusable: called when

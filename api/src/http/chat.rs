@@ -290,13 +290,17 @@ pub async fn post_message(
     Ok(posted.into())
 }
 
-/// A finished onboarding takes no more messages: 409.
+/// A finished onboarding takes no more messages: 409. One whose record is
+/// gone was removed by retention, which removes only finished workflows.
 fn finished(e: chat::store::Error) -> ApiError {
     match e {
-        chat::store::Error::Workflow(workflows::Error::Finished {
-            status: Status::Completed,
-            ..
-        }) => ApiError::OnboardingCompleted,
+        chat::store::Error::Workflow(
+            workflows::Error::Finished {
+                status: Status::Completed,
+                ..
+            }
+            | workflows::Error::NotFound(_),
+        ) => ApiError::OnboardingCompleted,
         chat::store::Error::Workflow(workflows::Error::Finished { status, .. }) => {
             ApiError::Conflict(format!(
                 "your onboarding was {status}; it takes no more messages"
@@ -344,7 +348,12 @@ async fn onboarding_row(state: &AppState, session: &Session) -> Result<WorkflowR
     let (_, run_id) = chat::store::workflow_instance(&state.pool, session.user_id(), ONBOARDING)
         .await?
         .ok_or_else(none)?;
-    workflows::get(&state.pool, run_id).await?.ok_or_else(none)
+    workflows::get(&state.pool, run_id).await?.ok_or_else(|| {
+        // Linked once, gone now: retention removed it after it finished.
+        ApiError::Conflict(
+            "your onboarding finished long ago and its record has been archived".to_owned(),
+        )
+    })
 }
 
 /// One query of the person's onboarding.

@@ -20,6 +20,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use floe_engine::metrics::{Open, SSE_STREAMS};
 use floe_engine::workflow::Status;
 use floe_engine::workflow::store;
 use futures_util::Stream;
@@ -78,6 +79,7 @@ pub async fn workflow_events(
     }
     tracing::debug!(workflow_id = %id, after, "event stream opened");
     let feed = Feed {
+        _open: Open::new(metrics::gauge!(SSE_STREAMS)),
         pool: state.pool.clone(),
         hub: state.hub.clone(),
         id,
@@ -94,6 +96,8 @@ pub async fn workflow_events(
 
 /// The stream's state between events.
 struct Feed {
+    /// Counts the stream in `floe_sse_streams` while it lives.
+    _open: Open,
     pool: PgPool,
     hub: Hub,
     id: Uuid,

@@ -16,7 +16,7 @@
 //! | [`limit`]    | the per-person message rate limit (in memory, per process)           |
 //! | [`openapi`]  | the document's frame; the routes come from [`documented`]            |
 //! | `frontend`   | the web front end's files                                            |
-//! | `trace`      | one span per request                                                 |
+//! | `trace`      | each request's trace id (`traceparent`, `x-request-id`), span, metrics |
 
 pub mod auth;
 pub mod chat;
@@ -118,6 +118,8 @@ pub fn router(settings: &HttpSettings, state: AppState) -> Router {
         .route("/api/{*rest}", any(no_route))
         .with_state(state.clone())
         .merge(floe_engine::health::router(state.pool.clone()))
+        // Unauthenticated, like the probes: keep it on a private network.
+        .merge(floe_engine::metrics::router())
         .fallback_service(frontend::service(&settings.static_dir))
         .layer(Extension(state.operator_token.clone()))
         .layer(Extension(session::Sessions::new(state.pool.clone())))

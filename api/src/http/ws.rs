@@ -29,6 +29,8 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use floe_engine::chat::{self, ReplyChunk};
+use floe_engine::metrics::{Open, WS_CONNECTIONS};
+use floe_engine::trace;
 use floe_engine::workflow::store as workflows;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -235,7 +237,8 @@ pub async fn connect(
         .on_failed_upgrade(
             move |e| tracing::debug!(user_id = %user, error = %e, "websocket upgrade failed"),
         )
-        .on_upgrade(move |socket| serve(socket, state, session)))
+        // The connection runs in the upgrade request's trace.
+        .on_upgrade(move |socket| trace::scope(trace::current(), serve(socket, state, session))))
 }
 
 /// Why a connection ends.
@@ -279,6 +282,7 @@ async fn serve(socket: WebSocket, state: AppState, session: Session) {
         inbox: None,
         last_received: Instant::now(),
     };
+    let _open = Open::new(metrics::gauge!(WS_CONNECTIONS));
     tracing::info!(user_id = %connection.session.user_id(), "websocket connected");
     let end = match connection.run(&mut stream).await {
         Ok(never) => match never {},
@@ -523,8 +527,11 @@ impl Connection {
         match frame {
             ClientFrame::Hello { after } => self.catch_up(after).await,
             ClientFrame::Message { content, client_id } => {
-                let posted =
-                    post_message(&self.state, &self.session, &content, client_id.as_deref()).await;
+                // Each message starts a trace of its own.
+                let id = trace::TraceId::generate();
+                tracing::debug!(user_id = %self.user_id(), trace_id = %id, "websocket message");
+                let post = post_message(&self.state, &self.session, &content, client_id.as_deref());
+                let posted = trace::scope(Some(id), post).await;
                 match posted {
                     Ok(accepted) => self.send(&ServerFrame::Ack {
                         client_id,

@@ -107,6 +107,9 @@ pub struct NewJob {
     /// At most one job of this queue and kind with this key waits for its
     /// first run; enqueuing another is a no-op. Released once it is claimed.
     pub unique_key: Option<String>,
+    /// The trace it belongs to; `None`: the enqueuing transaction's
+    /// `floe.trace_id` setting, if any (see [`crate::trace`]).
+    pub trace_id: Option<String>,
 }
 
 impl NewJob {
@@ -120,6 +123,7 @@ impl NewJob {
             run_at: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             unique_key: None,
+            trace_id: None,
         }
     }
 
@@ -150,6 +154,12 @@ impl NewJob {
     /// Enqueued once while it waits: see [`NewJob::unique_key`].
     pub fn unique_key(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
+        self
+    }
+
+    /// Part of trace `trace_id` (when `Some`).
+    pub fn trace_id(mut self, trace_id: Option<String>) -> Self {
+        self.trace_id = trace_id;
         self
     }
 }
@@ -206,6 +216,9 @@ pub struct ClaimedJob {
     pub run_at: OffsetDateTime,
     /// When it was enqueued.
     pub created_at: OffsetDateTime,
+    /// The trace it belongs to: its worker's job span carries it, and what
+    /// its handler delivers or starts inherits it.
+    pub trace_id: Option<String>,
 }
 
 impl ClaimedJob {

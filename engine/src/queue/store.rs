@@ -28,8 +28,9 @@ pub async fn enqueue(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx::Result<Enqu
     let row = sqlx::query!(
         r#"
         WITH ins AS (
-            INSERT INTO floe.jobs (queue, kind, payload, priority, run_at, state, max_attempts, unique_key)
-            SELECT $1, $2, $3, $4, r, CASE WHEN r <= now() THEN 'available' ELSE 'scheduled' END::floe.job_state, $6, $7
+            INSERT INTO floe.jobs (queue, kind, payload, priority, run_at, state, max_attempts, unique_key, trace_id)
+            SELECT $1, $2, $3, $4, r, CASE WHEN r <= now() THEN 'available' ELSE 'scheduled' END::floe.job_state, $6, $7,
+                   coalesce($8, nullif(current_setting('floe.trace_id', true), ''))
               FROM (SELECT coalesce($5, now()) AS r) t
             ON CONFLICT (queue, kind, unique_key)
                WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'available')
@@ -50,6 +51,7 @@ pub async fn enqueue(db: impl PgExecutor<'_>, job: &NewJob) -> sqlx::Result<Enqu
         job.run_at,
         job.max_attempts,
         job.unique_key,
+        job.trace_id,
     )
     .fetch_optional(db)
     .await?;
@@ -71,6 +73,7 @@ pub async fn enqueue_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> sqlx::Res
     let mut run_ats: Vec<Option<OffsetDateTime>> = Vec::with_capacity(jobs.len());
     let mut max_attempts = Vec::with_capacity(jobs.len());
     let mut unique_keys: Vec<Option<String>> = Vec::with_capacity(jobs.len());
+    let mut trace_ids: Vec<Option<&str>> = Vec::with_capacity(jobs.len());
     for job in jobs {
         queues.push(job.queue.clone());
         kinds.push(job.kind.clone());
@@ -79,14 +82,17 @@ pub async fn enqueue_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> sqlx::Res
         run_ats.push(job.run_at);
         max_attempts.push(job.max_attempts);
         unique_keys.push(job.unique_key.clone());
+        trace_ids.push(job.trace_id.as_deref());
     }
     let result = sqlx::query!(
         r#"
-        INSERT INTO floe.jobs (queue, kind, payload, priority, run_at, state, max_attempts, unique_key)
-        SELECT q, k, p, pr, r, CASE WHEN r <= now() THEN 'available' ELSE 'scheduled' END::floe.job_state, m, u
-          FROM (SELECT q, k, p, pr, coalesce(r, now()) AS r, m, u
-                  FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int2[], $5::timestamptz[], $6::int4[], $7::text[])
-                       AS t(q, k, p, pr, r, m, u)) t
+        INSERT INTO floe.jobs (queue, kind, payload, priority, run_at, state, max_attempts, unique_key, trace_id)
+        SELECT q, k, p, pr, r, CASE WHEN r <= now() THEN 'available' ELSE 'scheduled' END::floe.job_state, m, u,
+               coalesce(tr, nullif(current_setting('floe.trace_id', true), ''))
+          FROM (SELECT q, k, p, pr, coalesce(r, now()) AS r, m, u, tr
+                  FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int2[], $5::timestamptz[], $6::int4[], $7::text[],
+                              $8::text[])
+                       AS t(q, k, p, pr, r, m, u, tr)) t
         ON CONFLICT (queue, kind, unique_key)
            WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'available')
         DO NOTHING
@@ -98,6 +104,7 @@ pub async fn enqueue_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> sqlx::Res
         &run_ats as &[Option<OffsetDateTime>],
         &max_attempts,
         &unique_keys as &[Option<String>],
+        &trace_ids as &[Option<&str>],
     )
     .execute(db)
     .await?;
@@ -135,7 +142,7 @@ pub async fn claim(
           FROM picked
          WHERE j.id = picked.id
         RETURNING j.id, j.queue, j.kind, j.payload, j.priority, j.attempts, j.max_attempts,
-                  j.lease_token AS "lease_token!", j.run_at, j.created_at
+                  j.lease_token AS "lease_token!", j.run_at, j.created_at, j.trace_id
         "#,
         queue,
         kinds,
@@ -158,6 +165,7 @@ pub async fn claim(
             lease_token: r.lease_token,
             run_at: r.run_at,
             created_at: r.created_at,
+            trace_id: r.trace_id,
         })
         .collect();
     // UPDATE ... RETURNING does not keep the picking order.
@@ -408,5 +416,42 @@ pub async fn count_by_state(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(JobSta
     Ok(rows
         .into_iter()
         .filter_map(|r| Some((r.state.parse().ok()?, r.n)))
+        .collect())
+}
+
+/// Jobs in one queue and state, and how old the oldest is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Depth {
+    /// The queue.
+    pub queue: String,
+    /// The state.
+    pub state: JobState,
+    /// How many jobs.
+    pub jobs: i64,
+    /// Seconds since the earliest `run_at` among them (0 when it is ahead).
+    pub oldest_seconds: f64,
+}
+
+/// How many jobs each queue holds in each state, and the age of the oldest
+/// (what the `floe_queue_*` gauges show). One pass over the table: run it
+/// every few seconds, not per request.
+pub async fn depth(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Depth>> {
+    let rows = sqlx::query!(
+        r#"SELECT queue, state::text AS "state!", count(*) AS "jobs!",
+                  greatest(extract(epoch FROM now() - min(run_at)), 0)::float8 AS "oldest!"
+             FROM floe.jobs GROUP BY queue, state"#
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(Depth {
+                queue: r.queue,
+                state: r.state.parse().ok()?,
+                jobs: r.jobs,
+                oldest_seconds: r.oldest,
+            })
+        })
         .collect())
 }

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::registry::{Definition, StoredEvent};
 use super::store::{self, HistoryEntry, WorkflowRow};
 use super::{ActivityPolicy, Command, Ctx, Registry, Status};
+use crate::trace::TraceId;
 
 /// I/O a step asks for; [`advance`] carries it out, replay does not.
 #[derive(Debug, Clone, PartialEq)]
@@ -239,8 +240,9 @@ pub async fn advance_many(
     ids.dedup();
     let mut tx = pool.begin().await?;
     let mut rows = store::lock_many(&mut tx, &ids).await?;
+    let finished_before: Vec<bool> = rows.iter().map(|r| r.status.is_finished()).collect();
     let mut events = Vec::new();
-    for i in store::record_results(&mut tx, results).await? {
+    for (i, trace_id) in store::record_results(&mut tx, results).await? {
         let result = &results[i];
         let Ok(at) = rows.binary_search_by_key(&result.workflow_id, |r| r.id) else {
             continue;
@@ -256,6 +258,7 @@ pub async fn advance_many(
                 name: Some(result.activity_id.clone()),
                 payload: result.payload(),
                 idempotency_key: Some(format!("activity:{}", result.activity_id)),
+                trace_id,
             });
         }
     }
@@ -266,8 +269,10 @@ pub async fn advance_many(
     let mut entries = Vec::with_capacity(pending.len());
     let mut effects = Vec::new();
     let mut applied = vec![0usize; rows.len()];
+    // Per row: the trace of the last event applied that had one.
+    let mut traces: Vec<Option<&str>> = vec![None; rows.len()];
     let mut index = 0;
-    for (workflow_id, event) in &pending {
+    for (workflow_id, event, trace_id) in &pending {
         // Both lists are in id order: walk them together.
         while rows[index].id != *workflow_id {
             index += 1;
@@ -276,8 +281,11 @@ pub async fn advance_many(
         let definition = registry.get(&row.kind).map(|d| d.as_ref());
         let (entry, more) = step(row, event, definition);
         entries.push((row.id, entry));
-        effects.extend(more.into_iter().map(|e| (index, e)));
+        effects.extend(more.into_iter().map(|e| (index, e, trace_id.as_deref())));
         applied[index] += 1;
+        if trace_id.is_some() {
+            traces[index] = trace_id.as_deref();
+        }
     }
     let changed: Vec<&WorkflowRow> = rows
         .iter()
@@ -289,9 +297,24 @@ pub async fn advance_many(
         store::save(&mut tx, &changed, &entries).await?;
         let mut activities = Vec::new();
         let mut notes: Vec<(&str, String)> = changed.iter().map(|r| store::changed(r)).collect();
-        for (index, effect) in effects {
+        let mut traced_writes = false;
+        for (index, effect, trace_id) in effects {
+            // Children started and events delivered to other workflows
+            // (through the store, which reads the current trace) join the
+            // trace of the event that caused them.
+            let writes = matches!(
+                effect,
+                Effect::Child { .. } | Effect::CancelChildren { .. } | Effect::ReportToParent
+            );
+            traced_writes |= writes && trace_id.is_some();
+            let trace = trace_id.and_then(TraceId::parse);
             let gathered = (&mut activities, &mut notes);
-            carry_out(&mut tx, registry, &rows[index], effect, gathered).await?;
+            let effect = carry_out(&mut tx, registry, &rows[index], effect, trace_id, gathered);
+            crate::trace::scope(trace, effect).await?;
+        }
+        if traced_writes {
+            // What follows gets the trace ids it is given, or none.
+            store::clear_trace(&mut tx).await?;
         }
         store::schedule_activities(&mut tx, &activities).await?;
         if let Some(earliest) = changed.iter().filter_map(|r| r.deadline).min() {
@@ -300,10 +323,13 @@ pub async fn advance_many(
         store::notify(&mut tx, &notes).await?;
     }
     tx.commit().await?;
-    for (row, n) in rows.iter().zip(&applied).filter(|(_, n)| **n > 0) {
-        tracing::debug!(workflow_id = %row.id, kind = %row.kind, state = %row.state, status = %row.status,
-            applied = n, "transition");
+    for ((row, n), trace_id) in rows.iter().zip(&applied).zip(&traces) {
+        if *n > 0 {
+            tracing::debug!(workflow_id = %row.id, kind = %row.kind, state = %row.state, status = %row.status,
+                applied = n, trace_id, "transition");
+        }
     }
+    count(&rows, &pending, &finished_before);
     let mut found = rows.iter().zip(&applied).peekable();
     Ok(ids
         .into_iter()
@@ -323,7 +349,33 @@ pub async fn advance_many(
         .collect())
 }
 
-/// Carries out one effect of `row`'s transition. Activities and
+/// Counts the committed transitions (`floe_workflow_transitions_total`, by
+/// kind and event) and the workflows they finished.
+fn count(
+    rows: &[WorkflowRow],
+    pending: &[(Uuid, StoredEvent, Option<String>)],
+    finished_before: &[bool],
+) {
+    let mut index = 0;
+    for (workflow_id, event, _) in pending {
+        while rows[index].id != *workflow_id {
+            index += 1;
+        }
+        let kind = rows[index].kind.clone();
+        metrics::counter!(crate::metrics::TRANSITIONS, "kind" => kind, "event" => event.event.clone())
+            .increment(1);
+    }
+    for (row, before) in rows.iter().zip(finished_before) {
+        if !before && row.status.is_finished() {
+            metrics::counter!(crate::metrics::WORKFLOWS_FINISHED, "kind" => row.kind.clone(),
+                "status" => row.status.as_str())
+            .increment(1);
+        }
+    }
+}
+
+/// Carries out one effect of `row`'s transition (`trace_id`: the trace of the
+/// event whose transition asked for it). Activities and
 /// notifications, the common ones, are gathered for one statement each;
 /// children and parents (rare) are written at once.
 async fn carry_out(
@@ -331,6 +383,7 @@ async fn carry_out(
     registry: &Registry,
     row: &WorkflowRow,
     effect: Effect,
+    trace_id: Option<&str>,
     (activities, notes): (
         &mut Vec<store::NewActivity>,
         &mut Vec<(&'static str, String)>,
@@ -348,6 +401,7 @@ async fn carry_out(
             name,
             input,
             policy,
+            trace_id: trace_id.map(str::to_owned),
         }),
         Effect::Emit { name } => {
             let payload =

@@ -195,4 +195,11 @@ impl Registry {
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn Definition>> {
         self.definitions.get(kind)
     }
+
+    /// Every kind registered, with its definition's version, in kind order.
+    pub fn versions(&self) -> impl Iterator<Item = (&str, i32)> + '_ {
+        self.definitions
+            .iter()
+            .map(|(k, d)| (k.as_str(), d.version()))
+    }
 }

@@ -110,6 +110,33 @@ macro_rules! workflow_row {
     };
 }
 
+/// Records the workflow kinds `definitions` holds, with their versions, in
+/// `floe.definitions` (one statement): `floe_ops.start_workflow` starts only
+/// kinds some process has registered, at the version registered last.
+/// `registered_by` names the process (program, host, pid).
+pub async fn register_definitions(
+    db: impl PgExecutor<'_>,
+    definitions: &super::Registry,
+    registered_by: &str,
+) -> Result<()> {
+    let (kinds, versions): (Vec<&str>, Vec<i32>) = definitions.versions().unzip();
+    if kinds.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        r#"INSERT INTO floe.definitions (kind, version, registered_by)
+           SELECT k, v, $3 FROM unnest($1::text[], $2::int4[]) AS d(k, v)
+           ON CONFLICT (kind) DO UPDATE
+              SET version = excluded.version, registered_at = now(), registered_by = excluded.registered_by"#,
+        &kinds as &[&str],
+        &versions,
+        registered_by,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Reads a workflow (no lock): what queries are answered from.
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<WorkflowRow>> {
     let row = sqlx::query!(
@@ -162,7 +189,9 @@ pub struct Started {
 
 /// Starts a workflow of `kind` with business `key`, unless one with the same
 /// kind and key is open (then returns that one). The start event and the
-/// advance job are written in the same transaction.
+/// advance job are written in the same transaction. One statement: the SQL
+/// function `floe.workflow_start`, which `floe_ops.start_workflow` (psql,
+/// triggers) calls too, so both write the same rows.
 pub async fn start(
     conn: &mut PgConnection,
     kind: &str,
@@ -171,50 +200,29 @@ pub async fn start(
     definition_version: i32,
     parent_id: Option<Uuid>,
 ) -> Result<Started> {
-    let id = Uuid::now_v7();
+    // The current trace id (crate::trace), or none, becomes the transaction's
+    // `floe.trace_id` first: the inbox and job rows default to it.
+    let trace = crate::trace::current();
     let row = sqlx::query!(
-        r#"
-        WITH ins AS (
-            INSERT INTO floe.workflows (id, kind, key, state, input, definition_version, parent_id, next_seq)
-            VALUES ($1, $2, $3, 'starting', $4, $5, $6, 1)
-            ON CONFLICT (kind, key) WHERE status IN ('running', 'waiting') DO NOTHING
-            RETURNING id
-        ), event AS (
-            INSERT INTO floe.inbox (workflow_id, seq, event, payload)
-            SELECT id, 1, 'start', $4 FROM ins
-        ), job AS (
-            INSERT INTO floe.jobs (kind, payload, state, unique_key, max_attempts)
-            SELECT 'floe.advance', jsonb_build_object('workflow_id', id), 'available', id::text, 1000 FROM ins
-        )
-        SELECT id AS "id!", true AS "created!" FROM ins
-        UNION ALL
-        SELECT w.id, false FROM floe.workflows w
-         WHERE NOT EXISTS (SELECT 1 FROM ins) AND w.kind = $2 AND w.key = $3 AND w.status IN ('running', 'waiting')
-        "#,
-        id,
+        r#"WITH trace AS MATERIALIZED (
+               SELECT set_config('floe.trace_id', coalesce($7::text, ''), true)
+           )
+           SELECT workflow_id AS "id!", created AS "created!"
+             FROM trace, floe.workflow_start($1, $2, $3, $4, $5, $6)"#,
+        Uuid::now_v7(),
         kind,
         key,
         input,
         definition_version,
         parent_id,
+        trace.as_ref().map(|t| t.as_str()),
     )
-    .fetch_optional(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    match row {
-        Some(r) if r.created => Ok(Started {
-            id: r.id,
-            created: true,
-        }),
-        Some(r) => Ok(Started {
-            id: r.id,
-            created: false,
-        }),
-        // The open one committed after this statement's snapshot: look again.
-        None => match find_open(&mut *conn, kind, key).await? {
-            Some(id) => Ok(Started { id, created: false }),
-            None => Err(Error::Database(sqlx::Error::RowNotFound)),
-        },
-    }
+    Ok(Started {
+        id: row.id,
+        created: row.created,
+    })
 }
 
 /// What [`deliver`] did.
@@ -237,38 +245,25 @@ pub async fn deliver(
     payload: &Value,
     idempotency_key: Option<&str>,
 ) -> Result<Delivered> {
-    // The row lock taken by the UPDATE orders concurrent deliveries; the
-    // inbox's unique index settles a race between two with the same key
-    // (the loser leaves a gap in the sequence, which is harmless).
+    // One statement: the SQL function `floe.workflow_deliver`, which
+    // `floe_ops.signal` and `floe_ops.cancel` (psql, triggers) call too, so
+    // both write the same rows.
+    // The current trace id (crate::trace), or none, becomes the transaction's
+    // `floe.trace_id` first: the inbox and job rows default to it.
+    let trace = crate::trace::current();
     let seq = sqlx::query_scalar!(
-        r#"
-        WITH w AS (
-            UPDATE floe.workflows SET next_seq = next_seq + 1
-             WHERE id = $1 AND status IN ('running', 'waiting')
-               AND ($5::text IS NULL OR NOT EXISTS (
-                    SELECT 1 FROM floe.inbox WHERE workflow_id = $1 AND idempotency_key = $5))
-            RETURNING next_seq
-        ), ins AS (
-            INSERT INTO floe.inbox (workflow_id, seq, event, name, payload, idempotency_key)
-            SELECT $1, next_seq, $2, $3, $4, $5 FROM w
-            ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-            RETURNING seq
-        ), job AS (
-            INSERT INTO floe.jobs (kind, payload, state, unique_key, max_attempts)
-            SELECT 'floe.advance', jsonb_build_object('workflow_id', $1::uuid), 'available', $1::text, 1000
-              FROM ins
-            ON CONFLICT (queue, kind, unique_key) WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'available')
-            DO NOTHING
-        )
-        SELECT seq FROM ins
-        "#,
+        r#"WITH trace AS MATERIALIZED (
+               SELECT set_config('floe.trace_id', coalesce($6::text, ''), true)
+           )
+           SELECT floe.workflow_deliver($1, $2, $3, $4, $5) FROM trace"#,
         id,
         event,
         name,
         payload,
         idempotency_key,
+        trace.as_ref().map(|t| t.as_str()),
     )
-    .fetch_optional(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
     if let Some(seq) = seq {
         return Ok(Delivered::Queued(seq));
@@ -295,7 +290,7 @@ pub async fn signal(
 }
 
 /// Cancels a workflow (and, when its cancellation is applied, its open
-/// children) with a reason.
+/// children) with a reason. `floe_ops.cancel` delivers the same event.
 pub async fn cancel(conn: &mut PgConnection, id: Uuid, reason: &str) -> Result<Delivered> {
     deliver(
         conn,
@@ -309,14 +304,14 @@ pub async fn cancel(conn: &mut PgConnection, id: Uuid, reason: &str) -> Result<D
 }
 
 /// The unapplied events of each workflow in `after` (id, last applied
-/// sequence), by workflow and in sequence order.
+/// sequence), by workflow and in sequence order, each with its trace id.
 pub async fn pending_events(
     conn: &mut PgConnection,
     after: &[(Uuid, i64)],
-) -> Result<Vec<(Uuid, StoredEvent)>> {
+) -> Result<Vec<(Uuid, StoredEvent, Option<String>)>> {
     let (ids, seqs): (Vec<Uuid>, Vec<i64>) = after.iter().copied().unzip();
     let rows = sqlx::query!(
-        r#"SELECT i.workflow_id, i.seq, i.event, i.name, i.payload, i.created_at
+        r#"SELECT i.workflow_id, i.seq, i.event, i.name, i.payload, i.created_at, i.trace_id
              FROM unnest($1::uuid[], $2::int8[]) AS w(id, after)
              JOIN floe.inbox i ON i.workflow_id = w.id AND i.seq > w.after
             ORDER BY i.workflow_id, i.seq"#,
@@ -335,7 +330,7 @@ pub async fn pending_events(
                 payload: r.payload,
                 created_at: r.created_at,
             };
-            (r.workflow_id, event)
+            (r.workflow_id, event, r.trace_id)
         })
         .collect())
 }
@@ -524,6 +519,9 @@ pub struct NewActivity {
     pub input: Value,
     /// Its retry policy.
     pub policy: super::ActivityPolicy,
+    /// The trace of the event whose transition asked for it; its job and
+    /// its result event carry the same.
+    pub trace_id: Option<String>,
 }
 
 /// Records activities transitions asked for and enqueues their jobs (two
@@ -537,15 +535,17 @@ pub async fn schedule_activities(conn: &mut PgConnection, new: &[NewActivity]) -
     let activity_ids: Vec<&str> = new.iter().map(|a| a.activity_id.as_str()).collect();
     let names: Vec<&str> = new.iter().map(|a| a.name.as_str()).collect();
     let inputs: Vec<&Value> = new.iter().map(|a| &a.input).collect();
+    let trace_ids: Vec<Option<&str>> = new.iter().map(|a| a.trace_id.as_deref()).collect();
     let inserted = sqlx::query!(
-        r#"INSERT INTO floe.activities (workflow_id, activity_id, name, input)
-           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])
+        r#"INSERT INTO floe.activities (workflow_id, activity_id, name, input, trace_id)
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[])
            ON CONFLICT (workflow_id, activity_id) DO NOTHING
            RETURNING workflow_id, activity_id"#,
         &workflow_ids,
         &activity_ids as &[&str],
         &names as &[&str],
         &inputs as &[&Value],
+        &trace_ids as &[Option<&str>],
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -563,6 +563,7 @@ pub async fn schedule_activities(conn: &mut PgConnection, new: &[NewActivity]) -
                         "input": a.input, "policy": a.policy }),
             )
             .max_attempts(a.policy.max_attempts.max(1))
+            .trace_id(a.trace_id.clone())
         })
         .collect();
     queue::store::enqueue_many(&mut *conn, &jobs).await?;
@@ -593,12 +594,12 @@ impl ActivityResult {
 }
 
 /// Records activities' final results, each once: returns the indexes (into
-/// `results`) of those recorded now; one recorded before (a repeated
-/// execution) is left out.
+/// `results`) of those recorded now, each with the activity's trace id; one
+/// recorded before (a repeated execution) is left out.
 pub async fn record_results(
     conn: &mut PgConnection,
     results: &[ActivityResult],
-) -> Result<Vec<usize>> {
+) -> Result<Vec<(usize, Option<String>)>> {
     if results.is_empty() {
         return Ok(Vec::new());
     }
@@ -623,14 +624,14 @@ pub async fn record_results(
         errors.push(r.result.as_ref().err().map(String::as_str));
         attempts.push(r.attempts);
     }
-    let recorded = sqlx::query_scalar!(
+    let recorded = sqlx::query!(
         r#"
         UPDATE floe.activities a
            SET status = x.status, result = x.ok, error = x.error, attempts = x.attempts, finished_at = now()
           FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::int4[])
                AS x(i, workflow_id, activity_id, status, ok, error, attempts)
          WHERE a.workflow_id = x.workflow_id AND a.activity_id = x.activity_id AND a.status = 'scheduled'
-        RETURNING x.i AS "i!"
+        RETURNING x.i AS "i!", a.trace_id
         "#,
         &indexes,
         &workflow_ids,
@@ -642,7 +643,10 @@ pub async fn record_results(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let mut recorded: Vec<usize> = recorded.into_iter().map(|i| i as usize).collect();
+    let mut recorded: Vec<(usize, Option<String>)> = recorded
+        .into_iter()
+        .map(|r| (r.i as usize, r.trace_id))
+        .collect();
     recorded.sort_unstable();
     Ok(recorded)
 }
@@ -663,6 +667,8 @@ pub struct LockedEvent {
     pub payload: Value,
     /// Unique per workflow.
     pub idempotency_key: Option<String>,
+    /// The trace it belongs to.
+    pub trace_id: Option<String>,
 }
 
 /// Puts events in the inboxes of workflows this transaction has locked, in
@@ -680,15 +686,18 @@ pub async fn insert_events(conn: &mut PgConnection, events: &[LockedEvent]) -> R
         .iter()
         .map(|e| e.idempotency_key.as_deref())
         .collect();
+    let trace_ids: Vec<Option<&str>> = events.iter().map(|e| e.trace_id.as_deref()).collect();
     sqlx::query!(
-        "INSERT INTO floe.inbox (workflow_id, seq, event, name, payload, idempotency_key)
-         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::jsonb[], $6::text[])",
+        "INSERT INTO floe.inbox (workflow_id, seq, event, name, payload, idempotency_key, trace_id)
+         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
+                              $7::text[])",
         &ids,
         &seqs,
         &kinds as &[&str],
         &names as &[Option<&str>],
         &payloads as &[&Value],
         &keys as &[Option<&str>],
+        &trace_ids as &[Option<&str>],
     )
     .execute(&mut *conn)
     .await?;
@@ -726,10 +735,24 @@ pub async fn open_children(conn: &mut PgConnection, parent: Uuid) -> Result<Vec<
 /// is recognised as stale) and enqueues the advance jobs, in one statement.
 /// Returns how many fired.
 pub async fn fire_due_timers(db: impl PgExecutor<'_>, limit: i64) -> Result<u64> {
-    let fired = sqlx::query_scalar!(
+    Ok(fire_timers(db, limit).await?.len() as u64)
+}
+
+/// A deadline that fired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FiredTimer {
+    /// The workflow's kind.
+    pub kind: String,
+    /// Seconds from the deadline until it fired.
+    pub lateness_seconds: f64,
+}
+
+/// [`fire_due_timers`], telling which kinds' timers fired and how late.
+pub async fn fire_timers(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<FiredTimer>> {
+    let fired = sqlx::query!(
         r#"
         WITH due AS (
-            SELECT id FROM floe.workflows
+            SELECT id, deadline FROM floe.workflows
              WHERE deadline <= now() AND deadline IS NOT NULL AND status IN ('running', 'waiting')
              ORDER BY deadline
              LIMIT $1
@@ -737,7 +760,7 @@ pub async fn fire_due_timers(db: impl PgExecutor<'_>, limit: i64) -> Result<u64>
         ), fired AS (
             UPDATE floe.workflows w SET deadline = NULL, next_seq = w.next_seq + 1
               FROM due WHERE w.id = due.id
-            RETURNING w.id, w.next_seq, w.deadline_reason, w.deadline_version
+            RETURNING w.id, w.kind, w.next_seq, w.deadline_reason, w.deadline_version, due.deadline AS was_due
         ), events AS (
             INSERT INTO floe.inbox (workflow_id, seq, event, name, payload)
             SELECT id, next_seq, 'timer', deadline_reason, jsonb_build_object('deadline_version', deadline_version)
@@ -748,13 +771,45 @@ pub async fn fire_due_timers(db: impl PgExecutor<'_>, limit: i64) -> Result<u64>
             ON CONFLICT (queue, kind, unique_key) WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'available')
             DO NOTHING
         )
-        SELECT count(*) AS "fired!" FROM fired
+        SELECT kind AS "kind!",
+               greatest(extract(epoch FROM clock_timestamp() - was_due), 0)::float8 AS "lateness!"
+          FROM fired
         "#,
         limit
     )
-    .fetch_one(db)
+    .fetch_all(db)
     .await?;
-    Ok(fired as u64)
+    Ok(fired
+        .into_iter()
+        .map(|r| FiredTimer {
+            kind: r.kind,
+            lateness_seconds: r.lateness,
+        })
+        .collect())
+}
+
+/// Open workflows by kind and status (what the `floe_workflows_open` gauge
+/// shows); reads the `(kind, status)` index, not the finished rows.
+pub async fn open_counts(db: impl PgExecutor<'_>) -> Result<Vec<(String, Status, i64)>> {
+    let rows = sqlx::query!(
+        r#"SELECT kind, status::text AS "status!", count(*) AS "n!"
+             FROM floe.workflows WHERE status IN ('running', 'waiting') GROUP BY kind, status"#
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((r.kind, r.status.parse().ok()?, r.n)))
+        .collect())
+}
+
+/// Empties the transaction's `floe.trace_id` setting, so that rows written
+/// after this get no trace id by default.
+pub async fn clear_trace(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query_scalar!("SELECT set_config('floe.trace_id', '', true)")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// The earliest deadline of an open workflow.
