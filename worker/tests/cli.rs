@@ -777,3 +777,73 @@ async fn usage_errors_and_an_unreachable_database_have_their_exit_codes() {
         "{run:?}"
     );
 }
+
+#[tokio::test]
+async fn upgrade_dry_runs_then_upgrades_and_reports_what_it_cannot() {
+    let (url, pool) = database().await;
+    let worker = Testbed::start_production(&url, &["--poll-ms", "200"]);
+    let mut ids = Vec::new();
+    for user in ["ada", "bo"] {
+        chat::store::upsert_user(&pool, user, user)
+            .await
+            .expect("user");
+        let input = json!({ "user_id": user, "display_name": user });
+        let mut tx = pool.begin().await.expect("begin");
+        let id = chat::store::start_workflow_for(&mut tx, user, "onboarding", &input, 1)
+            .await
+            .expect("start")
+            .id;
+        tx.commit().await.expect("commit");
+        settled(&pool, id, Some("waiting"), &worker).await;
+        ids.push(id);
+    }
+    worker.stop();
+    // As if stored by an older build (0) and by a newer one (7).
+    for (id, version) in [(ids[0], 0), (ids[1], 7)] {
+        sqlx::query("UPDATE floe.workflows SET definition_version = $2 WHERE id = $1")
+            .bind(id)
+            .bind(version)
+            .execute(&pool)
+            .await
+            .expect("version");
+    }
+
+    let dry = floe(&url, &["upgrade", "--dry-run", "--json"]);
+    assert_eq!(dry.code, 1, "one cannot be upgraded: {dry:?}");
+    let report = dry.json();
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["workflows"], 2);
+    let outcome = |report: &Value, id: Uuid| {
+        report["upgrades"]
+            .as_array()
+            .expect("upgrades")
+            .iter()
+            .find(|u| u["workflow_id"] == id.to_string())
+            .cloned()
+            .expect("reported")
+    };
+    assert_eq!(outcome(&report, ids[0])["outcome"], "would upgrade");
+    let newer = outcome(&report, ids[1]);
+    assert!(
+        newer["error"]
+            .as_str()
+            .expect("error")
+            .contains("newer than this build's"),
+        "{newer}"
+    );
+    assert_eq!(
+        row(&pool, ids[0]).await.definition_version,
+        0,
+        "a dry run writes nothing"
+    );
+
+    let run = floe(&url, &["upgrade", "--kind", "onboarding"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("upgraded"), "{run:?}");
+    assert!(
+        run.stdout.contains("1 of 2 workflows cannot be upgraded"),
+        "{run:?}"
+    );
+    assert_eq!(row(&pool, ids[0]).await.definition_version, 1);
+    assert_eq!(row(&pool, ids[1]).await.definition_version, 7, "left alone");
+}

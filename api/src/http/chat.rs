@@ -323,7 +323,7 @@ pub fn answer_queries(state: &AppState, row: &WorkflowRow) -> Result<Option<(Val
         ))
     })?;
     let ask = |name: &str| -> Result<Value> {
-        match definition.query(&row.context, name) {
+        match definition.query_stored(row.definition_version, &row.context, name) {
             Ok(Some(answer)) => Ok(answer),
             Ok(None) => Err(ApiError::Unexpected(anyhow::anyhow!(
                 "kind {:?} has no query {name:?}",

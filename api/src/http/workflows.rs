@@ -723,7 +723,7 @@ pub async fn query_workflow(
             "workflow {id} has no state yet: its start is not applied"
         )));
     }
-    match definition.query(&row.context, &name) {
+    match definition.query_stored(row.definition_version, &row.context, &name) {
         Ok(Some(result)) => Ok(Json(QueryAnswer { result })),
         Ok(None) => Err(ApiError::NotFound(format!(
             "kind {:?} has no query {name:?}",

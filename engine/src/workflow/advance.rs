@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use super::registry::{Definition, StoredEvent};
 use super::store::{self, HistoryEntry, WorkflowRow};
-use super::{ActivityPolicy, Command, Ctx, Registry, Status};
+use super::{ADVANCE_JOB, ActivityPolicy, Command, Ctx, Registry, Status};
+use crate::queue::{self, NewJob};
 use crate::trace::TraceId;
 
 /// I/O a step asks for; [`advance`] carries it out, replay does not.
@@ -104,10 +105,31 @@ pub fn step(
             seq: event.seq,
             now: event.created_at,
         };
+        // A workflow's state is its definition version's: one started now is
+        // this build's; one stored by an older version is upgraded first.
+        let upgraded = match definition {
+            Some(d) if event.event == "start" => {
+                row.definition_version = d.version();
+                Ok(())
+            }
+            Some(d) if row.definition_version != d.version() => d
+                .upgrade(row.definition_version, &row.context)
+                .map(|context| {
+                    note = Some(format!(
+                        "state upgraded from definition version {} to {}",
+                        row.definition_version,
+                        d.version()
+                    ));
+                    row.context = context;
+                    row.definition_version = d.version();
+                }),
+            _ => Ok(()),
+        };
         let context = (event.event != "start").then_some(&row.context);
-        let applied = match definition {
-            Some(d) => d.apply(context, event, &ctx),
-            None => Err(format!(
+        let applied = match (definition, upgraded) {
+            (_, Err(error)) => Err(error),
+            (Some(d), Ok(())) => d.apply(context, event, &ctx),
+            (None, Ok(())) => Err(format!(
                 "no definition of workflow kind {:?} in this build",
                 row.kind
             )),
@@ -217,6 +239,61 @@ pub async fn advance(pool: &PgPool, registry: &Registry, id: Uuid) -> store::Res
     ))
 }
 
+/// How long a workflow this build cannot run waits before a worker looks at
+/// it again (see [`defer_incompatible`]).
+pub const INCOMPATIBLE_RETRY: time::Duration = time::Duration::seconds(5);
+
+/// The workflows among `rows` whose stored state this build cannot take: a
+/// newer definition version stored it (during a rolling deploy), or this
+/// build's upgrade from its older version fails. Their events stay pending,
+/// untouched, and an advance job looks at them again after
+/// [`INCOMPATIBLE_RETRY`]: a worker of the right version (or a fixed
+/// build) carries on. Nothing is applied with the wrong code, and nothing
+/// fails for a deploy's mistake; `floe upgrade --dry-run` finds these first.
+async fn defer_incompatible(
+    conn: &mut PgConnection,
+    registry: &Registry,
+    rows: &[WorkflowRow],
+) -> store::Result<Vec<Uuid>> {
+    let newer: Vec<&WorkflowRow> = rows
+        .iter()
+        .filter(|r| !r.status.is_finished())
+        .filter(|r| match registry.get(&r.kind) {
+            Some(d) if d.version() < r.definition_version => {
+                tracing::warn!(workflow_id = %r.id, kind = %r.kind, stored = r.definition_version,
+                    "stored by a newer definition version than this build's; left for a newer worker");
+                true
+            }
+            Some(d) if d.version() > r.definition_version && !r.context.is_null() => {
+                match d.upgrade(r.definition_version, &r.context) {
+                    Ok(_) => false,
+                    Err(error) => {
+                        tracing::error!(workflow_id = %r.id, kind = %r.kind, %error,
+                            "cannot upgrade the stored state; left untouched");
+                        true
+                    }
+                }
+            }
+            _ => false,
+        })
+        .collect();
+    if newer.is_empty() {
+        return Ok(Vec::new());
+    }
+    let at = time::OffsetDateTime::now_utc() + INCOMPATIBLE_RETRY;
+    let jobs: Vec<NewJob> = newer
+        .iter()
+        .map(|r| {
+            NewJob::new(ADVANCE_JOB, json!({ "workflow_id": r.id }))
+                .run_at(at)
+                .unique_key(r.id.to_string())
+                .max_attempts(1000)
+        })
+        .collect();
+    queue::store::enqueue_many(&mut *conn, &jobs).await?;
+    Ok(newer.iter().map(|r| r.id).collect())
+}
+
 /// Records activity `results` (each once) and applies every pending event
 /// of each workflow in `ids` and of the workflows the results belong to, all
 /// in one transaction: a round trip per step of DESIGN.md's eight, however
@@ -240,6 +317,7 @@ pub async fn advance_many(
     ids.dedup();
     let mut tx = pool.begin().await?;
     let mut rows = store::lock_many(&mut tx, &ids).await?;
+    let newer = defer_incompatible(&mut tx, registry, &rows).await?;
     let finished_before: Vec<bool> = rows.iter().map(|r| r.status.is_finished()).collect();
     let mut events = Vec::new();
     for (i, trace_id) in store::record_results(&mut tx, results).await? {
@@ -263,7 +341,11 @@ pub async fn advance_many(
         }
     }
     store::insert_events(&mut tx, &events).await?;
-    let after: Vec<(Uuid, i64)> = rows.iter().map(|r| (r.id, r.applied_seq)).collect();
+    let after: Vec<(Uuid, i64)> = rows
+        .iter()
+        .filter(|r| !newer.contains(&r.id))
+        .map(|r| (r.id, r.applied_seq))
+        .collect();
     let pending = store::pending_events(&mut tx, &after).await?;
 
     let mut entries = Vec::with_capacity(pending.len());

@@ -8,6 +8,7 @@
 //! | [`store`]    | every SQL statement on the workflow tables                         |
 //! | [`advance`]  | applying a workflow's pending events in one transaction            |
 //! | [`replay`]   | folding a history through the current definition to check it       |
+//! | [`upgrade`]  | upgrading open workflows' stored state to this build's versions    |
 //!
 //! A transition is pure: the state and the event in, the new state and the
 //! commands out. Time and ids come in with the event ([`Ctx`]), so replaying
@@ -17,6 +18,7 @@ pub mod advance;
 pub mod registry;
 pub mod replay;
 pub mod store;
+pub mod upgrade;
 
 use std::fmt;
 use std::time::Duration;
@@ -273,5 +275,17 @@ pub trait Workflow: Send + Sync + 'static {
     fn query(state: &Self::State, name: &str) -> Option<serde_json::Value> {
         let _ = (state, name);
         None
+    }
+
+    /// Converts a state stored under an older [`VERSION`](Self::VERSION)
+    /// (`from_version`, what the row's `definition_version` says) into this
+    /// version's, before the next event is applied to it. Pure, like
+    /// [`apply`](Self::apply). The default keeps the stored JSON as it is:
+    /// right when a version changes transitions but not the state's shape.
+    /// Whatever it returns must decode as [`State`](Self::State); check
+    /// open workflows before a deploy with `floe upgrade --dry-run`.
+    fn upgrade(from_version: i32, state: serde_json::Value) -> Result<serde_json::Value, String> {
+        let _ = from_version;
+        Ok(state)
     }
 }

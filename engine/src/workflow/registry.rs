@@ -57,6 +57,34 @@ pub trait Definition: Send + Sync {
     /// takes: the API refuses others before delivering them, and a worker
     /// ignores (with a note in the history) any that got in another way.
     fn check_signal(&self, name: &str, payload: &Value) -> Result<(), String>;
+    /// The stored `context` of a workflow started (or last upgraded) under
+    /// definition version `from_version`, as this version's state. Errors
+    /// when the stored version is newer than this build's, when the
+    /// definition's upgrade fails, or when its result does not decode.
+    fn upgrade(&self, from_version: i32, context: &Value) -> Result<Value, String>;
+    /// Answers query `name` from a stored row's `context`, stored under
+    /// definition version `definition_version`: upgraded first when older,
+    /// so an idle workflow still answers after a deploy.
+    fn query_stored(
+        &self,
+        definition_version: i32,
+        context: &Value,
+        name: &str,
+    ) -> Result<Option<Value>, String> {
+        match definition_version == self.version() {
+            true => self.query(context, name),
+            false => self.query(&self.upgrade(definition_version, context)?, name),
+        }
+    }
+}
+
+/// A panic's message.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 struct Erased<W>(PhantomData<fn() -> W>);
@@ -130,15 +158,8 @@ impl<W: Workflow> Definition for Erased<W> {
             })
             .transpose()?;
         let typed = Self::decode(event)?;
-        let transition =
-            catch_unwind(AssertUnwindSafe(|| W::apply(state, typed, ctx))).map_err(|panic| {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                format!("transition panicked: {message}")
-            })??;
+        let transition = catch_unwind(AssertUnwindSafe(|| W::apply(state, typed, ctx)))
+            .map_err(|panic| format!("transition panicked: {}", panic_message(&*panic)))??;
         Ok(Applied {
             context: serde_json::to_value(&transition.state)
                 .map_err(|e| format!("state does not encode: {e}"))?,
@@ -156,6 +177,30 @@ impl<W: Workflow> Definition for Erased<W> {
             created_at: OffsetDateTime::UNIX_EPOCH,
         };
         Self::decode(&event).map(|_| ())
+    }
+
+    fn upgrade(&self, from_version: i32, context: &Value) -> Result<Value, String> {
+        if from_version > W::VERSION {
+            return Err(format!(
+                "stored by definition version {from_version}, newer than this build's {}",
+                W::VERSION
+            ));
+        }
+        let upgraded = match from_version == W::VERSION {
+            true => context.clone(),
+            false => catch_unwind(AssertUnwindSafe(|| {
+                W::upgrade(from_version, context.clone())
+            }))
+            .map_err(|panic| format!("upgrade panicked: {}", panic_message(&*panic)))?
+            .map_err(|e| format!("upgrade from version {from_version} failed: {e}"))?,
+        };
+        let state: W::State = serde_json::from_value(upgraded).map_err(|e| {
+            format!(
+                "the state upgraded from version {from_version} does not decode as version {}'s: {e}",
+                W::VERSION
+            )
+        })?;
+        serde_json::to_value(&state).map_err(|e| format!("state does not encode: {e}"))
     }
 
     fn query(&self, context: &Value, name: &str) -> Result<Option<Value>, String> {

@@ -89,9 +89,31 @@ pub async fn replay(pool: &PgPool, registry: &Registry, id: Uuid) -> store::Resu
             break;
         }
     }
+    // A row stored under an older definition version holds that version's
+    // state: compare what this build would upgrade it to.
+    let stored_context = match definition {
+        Some(d) if stored.definition_version != d.version() && !stored.context.is_null() => {
+            d.upgrade(stored.definition_version, &stored.context)
+        }
+        _ => Ok(stored.context.clone()),
+    };
+    if divergence.is_none()
+        && let Err(error) = &stored_context
+    {
+        divergence = Some(Divergence {
+            seq: None,
+            field: "upgrade".into(),
+            recorded: Value::from(stored.definition_version),
+            replayed: Value::from(error.clone()),
+        });
+    }
     if divergence.is_none() {
         let finals = [
-            ("context", stored.context.clone(), row.context.clone()),
+            (
+                "context",
+                stored_context.unwrap_or(Value::Null),
+                row.context.clone(),
+            ),
             (
                 "state",
                 Value::from(stored.state.clone()),

@@ -423,6 +423,7 @@ pub async fn save(
     let mut applied = Vec::with_capacity(n);
     let mut next_seqs = Vec::with_capacity(n);
     let mut finished = Vec::with_capacity(n);
+    let mut definition_versions = Vec::with_capacity(n);
     for row in rows {
         ids.push(row.id);
         states.push(row.state.clone());
@@ -438,6 +439,7 @@ pub async fn save(
         applied.push(row.applied_seq);
         next_seqs.push(row.next_seq);
         finished.push(row.status.is_finished());
+        definition_versions.push(row.definition_version);
     }
     sqlx::query!(
         r#"
@@ -446,11 +448,13 @@ pub async fn save(
                error = x.error, deadline = x.deadline, deadline_reason = x.reason,
                deadline_version = x.deadline_version, version = x.version, in_flight = x.in_flight,
                applied_seq = x.applied_seq, next_seq = greatest(w.next_seq, x.next_seq), updated_at = now(),
-               finished_at = CASE WHEN x.finished THEN coalesce(w.finished_at, now()) END
+               finished_at = CASE WHEN x.finished THEN coalesce(w.finished_at, now()) END,
+               definition_version = x.definition_version
           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[], $7::timestamptz[],
-                      $8::text[], $9::int8[], $10::int8[], $11::int4[], $12::int8[], $13::int8[], $14::bool[])
+                      $8::text[], $9::int8[], $10::int8[], $11::int4[], $12::int8[], $13::int8[], $14::bool[],
+                      $15::int4[])
                AS x(id, state, status, context, output, error, deadline, reason, deadline_version, version,
-                    in_flight, applied_seq, next_seq, finished)
+                    in_flight, applied_seq, next_seq, finished, definition_version)
          WHERE w.id = x.id
         "#,
         &ids,
@@ -467,6 +471,7 @@ pub async fn save(
         &applied,
         &next_seqs,
         &finished,
+        &definition_versions,
     )
     .execute(&mut *conn)
     .await?;

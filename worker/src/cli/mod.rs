@@ -36,8 +36,8 @@ use output::Out;
 
 /// Exit code: done.
 pub const EXIT_OK: u8 = 0;
-/// Exit code: no such workflow or job; a replay that diverges; `doctor`
-/// with warnings.
+/// Exit code: no such workflow or job; a replay that diverges; an upgrade
+/// that fails; `doctor` with warnings.
 pub const EXIT_NOT_FOUND: u8 = 1;
 /// Exit code: bad usage or input, refused (a signal the definition does not
 /// take, a finished workflow, a job that is not dead); `doctor` with a
@@ -49,7 +49,8 @@ pub const EXIT_RUNTIME: u8 = 3;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  done
-  1  not found: no such workflow or job (replay: a workflow diverges)
+  1  not found: no such workflow or job (replay: a workflow diverges;
+     upgrade: a workflow cannot be upgraded)
   2  usage or validation error, or refused: bad flags or JSON, a signal the
      workflow's definition does not take, a finished workflow, a job that is
      not dead or retrying
@@ -96,6 +97,11 @@ pub enum Command {
     /// and report the first divergence of each (exit 1 if any diverges):
     /// the check before an upgrade.
     Replay(ReplayArgs),
+    /// Upgrade open workflows' stored state to this build's definition
+    /// versions (each definition's `upgrade`); with --dry-run, only try it
+    /// and change nothing (exit 1 if any would fail): the check before a
+    /// deploy that bumps a version.
+    Upgrade(UpgradeArgs),
     /// Apply pending migrations (or, with --status, list them).
     Migrate(MigrateArgs),
     /// Check the deployment: database, migrations, workers, stuck work,
@@ -270,6 +276,18 @@ pub struct ReplayArgs {
     /// One workflow, open or finished.
     #[arg(long, conflicts_with = "kind")]
     pub id: Option<Uuid>,
+}
+
+/// `floe upgrade`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct UpgradeArgs {
+    /// Only the open workflows of this kind (default: every kind this build
+    /// has).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Try every upgrade, report, and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `floe migrate`'s arguments.
@@ -480,6 +498,7 @@ async fn dispatch(command: Command, pool: sqlx::PgPool, out: Out) -> Result<u8, 
         Command::Signal(args) => workflows::signal(&pool, &args, out).await,
         Command::Cancel(args) => workflows::cancel(&pool, &args, out).await,
         Command::Replay(args) => workflows::replay(&pool, &args, out).await,
+        Command::Upgrade(args) => workflows::upgrade(&pool, &args, out).await,
         Command::Jobs(JobsCommand::List {
             state,
             kind,

@@ -13,7 +13,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::output::{self, Out, Table};
-use super::{CancelArgs, EXIT_NOT_FOUND, EXIT_OK, Error, ListArgs, ReplayArgs, SignalArgs};
+use super::{
+    CancelArgs, EXIT_NOT_FOUND, EXIT_OK, Error, ListArgs, ReplayArgs, SignalArgs, UpgradeArgs,
+};
 
 /// Longest signal name or idempotency key accepted (as the API).
 const MAX_NAME: usize = 256;
@@ -497,6 +499,67 @@ pub async fn replay(pool: &PgPool, args: &ReplayArgs, out: Out) -> Result<u8, Er
             reports.len()
         ));
     }
+    output::print_stdout(&text)?;
+    Ok(code)
+}
+
+/// `floe upgrade`'s document.
+#[derive(Debug, Serialize)]
+struct Upgraded {
+    dry_run: bool,
+    workflows: usize,
+    failed: usize,
+    upgrades: Vec<floe_engine::workflow::upgrade::Upgrade>,
+}
+
+/// `floe upgrade [--dry-run]`: upgrades (or tries) the stored state of open
+/// workflows stored under another definition version. Exit 1 when any
+/// upgrade fails (or would).
+pub async fn upgrade(pool: &PgPool, args: &UpgradeArgs, out: Out) -> Result<u8, Error> {
+    let definitions = definitions(pool)?;
+    let upgrades = floe_engine::workflow::upgrade::upgrade_open(
+        pool,
+        &definitions,
+        args.kind.as_deref(),
+        args.dry_run,
+    )
+    .await?;
+    let failed = upgrades.iter().filter(|u| u.failed()).count();
+    let code = if failed > 0 { EXIT_NOT_FOUND } else { EXIT_OK };
+    if out.json {
+        out.json(&Upgraded {
+            dry_run: args.dry_run,
+            workflows: upgrades.len(),
+            failed,
+            upgrades,
+        })?;
+        return Ok(code);
+    }
+    let mut t = Table::new(&["WORKFLOW", "KIND", "FROM", "TO", "OUTCOME"]);
+    for u in &upgrades {
+        let outcome = match &u.error {
+            Some(e) => format!("FAILED: {e}"),
+            None => u.outcome.to_owned(),
+        };
+        t.row(vec![
+            u.workflow_id.to_string(),
+            u.kind.clone(),
+            u.from_version.to_string(),
+            u.to_version.to_string(),
+            outcome,
+        ]);
+    }
+    let mut text = if t.is_empty() {
+        String::new()
+    } else {
+        t.render()
+    };
+    text.push_str(&match (upgrades.len(), failed, args.dry_run) {
+        (0, _, _) => "every open workflow is at this build's definition versions\n".to_owned(),
+        (n, 0, true) => format!("{n} workflows would upgrade; none fails\n"),
+        (n, 0, false) => format!("{n} workflows upgraded\n"),
+        (n, f, _) => format!("{f} of {n} workflows cannot be upgraded by this build\n"),
+    });
     output::print_stdout(&text)?;
     Ok(code)
 }
