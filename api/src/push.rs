@@ -211,6 +211,15 @@ impl Hub {
     /// Subscribe first, then read the tables: a change committed in between
     /// is then both read and notified, never missed.
     pub fn subscribe(&self, topic: Topic) -> Subscription {
+        self.subscribe_at_most(topic, usize::MAX)
+            .expect("no subscription is refused without a cap")
+    }
+
+    /// Follows `topic` as [`subscribe`](Self::subscribe) does, unless `max`
+    /// subscriptions of it are live already in this hub (`None` then).
+    /// Counted and taken under one lock: concurrent callers never exceed
+    /// `max`.
+    pub fn subscribe_at_most(&self, topic: Topic, max: usize) -> Option<Subscription> {
         let (tx, rx) = mpsc::channel(self.inner.capacity);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let lagged = Arc::new(AtomicBool::new(false));
@@ -218,6 +227,9 @@ impl Hub {
         // A stopped hub hands out closed subscriptions (checked under the
         // lock `stop` clears the table with, so none slips in after).
         if !self.inner.stopped.load(Ordering::Acquire) {
+            if slots.get(&topic).map_or(0, Vec::len) >= max {
+                return None;
+            }
             slots.entry(topic.clone()).or_default().push(Slot {
                 id,
                 tx,
@@ -225,14 +237,14 @@ impl Hub {
             });
         }
         drop(slots);
-        Subscription {
+        Some(Subscription {
             topic,
             id,
             rx,
             lagged,
             reported: false,
             inner: self.inner.clone(),
-        }
+        })
     }
 
     /// Delivers `payload` to this process's subscribers of `topic`, as a

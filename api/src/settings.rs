@@ -152,6 +152,15 @@ pub struct ChatSettings {
     )]
     pub ws_idle_ms: u64,
 
+    /// WebSocket connections one person may hold open to this API process
+    /// at once; more are refused with 429 before the upgrade. 0: no limit.
+    #[arg(
+        long = "ws-per-person",
+        env = "FLOE__CHAT__WS_PER_PERSON",
+        default_value_t = 8
+    )]
+    pub ws_per_person: usize,
+
     /// Silence, in seconds, after which the onboarding checks in on a
     /// person (given to onboardings this server starts).
     #[arg(
@@ -179,6 +188,7 @@ impl Default for ChatSettings {
             messages_per_minute: 30,
             ws_ping_ms: 20_000,
             ws_idle_ms: 60_000,
+            ws_per_person: 8,
             nudge_after_secs: 600,
             max_nudges: 1,
         }

@@ -1252,3 +1252,55 @@ async fn a_conversation_whose_workflow_retention_removed_reads_as_finished() {
     app.stop().await;
     worker.stop().await;
 }
+
+/// Found by `scripts/fuzz-api`: PostgreSQL cannot store the NUL character,
+/// so a display name or a message holding one failed in the database as a
+/// 500 (an `internal` error frame on the WebSocket).
+#[tokio::test]
+async fn text_with_a_nul_character_is_refused_with_422_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let (status, error) = send(
+        app.client
+            .post(app.url("/api/session"))
+            .json(&json!({ "display_name": "Al\u{0}ex" })),
+    )
+    .await;
+    assert_error(status, &error, 422, "validation_failed");
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM floe.users")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(users, 0);
+
+    let nia = sign_in(&app, "Nia").await;
+    for body in [
+        json!({ "content": "hi\u{0}there" }),
+        json!({ "content": "hi", "client_id": "c\u{0}" }),
+    ] {
+        let (status, error) = send(nia.post(&app, "/api/chat/message").json(&body)).await;
+        assert_error(status, &error, 422, "validation_failed");
+    }
+    // No onboarding was started for them either.
+    let (status, error) = send(nia.get(&app, "/api/workflow/progress")).await;
+    assert_error(status, &error, 404, "not_found");
+
+    let mut ws = Ws::connect(&app, &nia, 0).await;
+    ws.send(json!({ "type": "message", "content": "a\u{0}b", "client_id": "w-1" }))
+        .await;
+    let refused = ws.until(|f| f["type"] == "error").await;
+    let refused = refused.last().expect("error");
+    assert_eq!(refused["code"], "validation_failed", "{refused}");
+    assert_eq!(refused["client_id"], "w-1");
+    // The connection goes on; the refused messages were never stored.
+    let ack = ws.say("Hello, I'm Nia", "w-2").await;
+    assert_eq!(ack["seq"], 1);
+    let stored: Vec<Value> = nia
+        .messages(&app)
+        .await
+        .into_iter()
+        .filter(|m| m["role"] == "user")
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["client_id"], "w-2");
+    app.stop().await;
+}

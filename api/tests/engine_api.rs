@@ -886,3 +886,148 @@ async fn a_signal_the_workflows_definition_does_not_take_is_refused_before_deliv
     assert_eq!(status, 202, "{body}");
     app.stop().await;
 }
+
+/// Found by `scripts/fuzz-api`: PostgreSQL cannot store the NUL character,
+/// so a key, an input, a payload, a reason or a filter holding one reached
+/// the database and failed there as a 500.
+#[tokio::test]
+async fn text_with_a_nul_character_is_refused_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = app.start_tally("nul").await;
+    // The text `\u0000` (an escaped backslash) is no NUL: taken as it is.
+    let (status, body) = send(app.post("/api/workflows").json(&json!({
+        "kind": "test.api.tally", "key": "slash\\u0000", "input": {},
+    })))
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["key"], "slash\\u0000");
+    let status_before = status_of(&app, id).await;
+    let counts = || async {
+        (
+            scalar(&app.pool, "SELECT count(*) FROM floe.workflows").await,
+            scalar(&app.pool, "SELECT count(*) FROM floe.inbox").await,
+            scalar(&app.pool, "SELECT count(*) FROM floe.jobs").await,
+        )
+    };
+    let before = counts().await;
+    for body in [
+        json!({ "kind": "test.api.tally", "key": "k\u{0}", "input": {} }),
+        json!({ "kind": "test.api.tally", "input": { "note": "a\u{0}b" } }),
+        json!({ "kind": "test.api.tally", "input": { "\u{0}": 1 } }),
+    ] {
+        let (status, body) = send(app.post("/api/workflows").json(&body)).await;
+        assert_error(status, &body, 422, "validation_failed");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("NUL")),
+            "{body}"
+        );
+    }
+    let (status, body) = send(
+        app.post(&format!("/api/workflows/{id}/signals/add"))
+            .json(&json!({ "n": 1, "note": "\u{0}" })),
+    )
+    .await;
+    assert_error(status, &body, 422, "validation_failed");
+    let (status, body) = send(
+        app.post(&format!("/api/workflows/{id}/cancel"))
+            .json(&json!({ "reason": "stop\u{0}" })),
+    )
+    .await;
+    assert_error(status, &body, 422, "validation_failed");
+    let (status, body) = send(
+        app.post(&format!("/api/workflows/{id}/signals/a%00b"))
+            .json(&json!({ "n": 1 })),
+    )
+    .await;
+    assert_error(status, &body, 400, "bad_request");
+    for query in ["kind=a%00b", "q=%00", "state=x%00"] {
+        let (status, body) = send(app.get(&format!("/api/workflows?{query}"))).await;
+        assert_error(status, &body, 400, "bad_request");
+    }
+    assert_eq!(counts().await, before, "nothing changed");
+    assert_eq!(status_of(&app, id).await, status_before);
+    app.stop().await;
+}
+
+/// Found by `scripts/fuzz-api`: the document described every event of a
+/// workflow's stream as a history entry, but the last one is `end` with
+/// `{"status"}`. Each event a real stream sends matches its documented kind.
+#[tokio::test]
+async fn the_documented_event_stream_schema_matches_the_events_sent() {
+    let app = TestApp::spawn().await;
+    app.start_worker().await;
+    let id = app.start_tally("documented").await;
+    let (status, _) = send(
+        app.post(&format!("/api/workflows/{id}/signals/finish"))
+            .json(&Value::Null),
+    )
+    .await;
+    assert_eq!(status, 202);
+    wait_status(&app, id, "completed").await;
+
+    let (_, doc) = send(app.client.get(app.url("/api/openapi.json"))).await;
+    let resolve = |schema: &Value| -> Value {
+        match schema["$ref"].as_str() {
+            Some(r) => doc
+                .pointer(r.strip_prefix('#').expect("local"))
+                .expect("resolves")
+                .clone(),
+            None => schema.clone(),
+        }
+    };
+    let stream = resolve(
+        &doc["paths"]["/api/workflows/{id}/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+            ["schema"],
+    );
+    let kinds = stream["oneOf"].as_array().expect("oneOf").clone();
+
+    let response = app
+        .get(&format!("/api/workflows/{id}/events"))
+        .send()
+        .await
+        .expect("send");
+    let mut events = SseReader::new(response);
+    let mut seen = Vec::new();
+    while let Some(event) = events.next(WAIT).await {
+        let name = event.event.clone().expect("named");
+        let kind = kinds
+            .iter()
+            .find(|k| {
+                k["properties"]["event"]["enum"]
+                    .as_array()
+                    .is_some_and(|e| e.contains(&json!(name)))
+            })
+            .unwrap_or_else(|| panic!("event {name} is not documented"));
+        for field in kind["required"].as_array().expect("required") {
+            let present = match field.as_str().expect("name") {
+                "id" => event.id.is_some(),
+                "event" => true,
+                _ => !event.data.is_empty(),
+            };
+            assert!(present, "{name} lacks {field}");
+        }
+        let data_schema = &kind["properties"]["data"];
+        assert_eq!(data_schema["contentMediaType"], "application/json");
+        let data_schema = resolve(&data_schema["contentSchema"]);
+        let data = event.json();
+        let fields = data.as_object().expect("data is an object");
+        let documented = data_schema["properties"].as_object().expect("properties");
+        for key in fields.keys() {
+            assert!(
+                documented.contains_key(key),
+                "{name}: {key} is not documented"
+            );
+        }
+        for key in data_schema["required"].as_array().into_iter().flatten() {
+            assert!(
+                fields.contains_key(key.as_str().expect("name")),
+                "{name}: no {key}"
+            );
+        }
+        seen.push(name);
+    }
+    assert_eq!(seen, ["start", "signal", "end"]);
+    app.stop().await;
+}

@@ -787,3 +787,22 @@ async fn every_inspector_route_needs_the_operator_token() {
     assert_eq!(body["items"][0]["workflow_id"], id.to_string());
     app.stop().await;
 }
+
+/// Found by `scripts/fuzz-api`: a filter holding the NUL character, which
+/// PostgreSQL cannot take as text, failed in the database as a 500.
+#[tokio::test]
+async fn a_filter_with_a_nul_character_is_a_400() {
+    let app = TestApp::spawn().await;
+    for path in [
+        "/api/inspect/counts?kind=on%00boarding",
+        "/api/jobs?kind=floe.activity%00",
+        "/api/jobs?state=dead%00",
+    ] {
+        let (status, body) = send(app.get(path)).await;
+        assert_error(status, &body, 400, "bad_request");
+    }
+    // The same filters without it answer.
+    get_ok(&app, "/api/inspect/counts?kind=onboarding").await;
+    get_ok(&app, "/api/jobs?kind=floe.activity&state=dead").await;
+    app.stop().await;
+}

@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, send};
+use common::{ApiProcess, eventually, send};
 use floe_engine::db;
-use floe_engine::testing::{Exposition, expose, fresh_database, http_get, wait_for_status};
+use floe_engine::testing::{fresh_database, wait_for_status};
 use futures_util::StreamExt;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -24,82 +23,6 @@ const WAIT: Duration = Duration::from_secs(60);
 const OPERATOR: &str = "observability-operator-token";
 /// The trace id the chat message brings in its `traceparent`.
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-
-struct Api {
-    child: Child,
-    addr: String,
-    log_path: std::path::PathBuf,
-    client: reqwest::Client,
-}
-
-impl Api {
-    fn start(url: &secrecy::SecretString) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let log_path =
-            std::env::temp_dir().join(format!("floe-api-{}.log", Uuid::new_v4().simple()));
-        let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_floe-api"))
-            .args([
-                "--with-worker",
-                "--listen",
-                &addr,
-                "--static-dir",
-                "/nonexistent",
-            ])
-            .env("DATABASE_URL", expose(url))
-            .env("FLOE__API__OPERATOR_TOKEN", OPERATOR)
-            .env("FLOE__LOG__FORMAT", "json")
-            .env(
-                "FLOE__LOG__FILTER",
-                "info,floe_engine=debug,floe_worker=debug",
-            )
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn floe-api");
-        Self {
-            child,
-            addr,
-            log_path,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// The JSON log lines so far.
-    fn log(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log_path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    async fn metrics(&self) -> Exposition {
-        let text = http_get(&self.addr, "/metrics")
-            .await
-            .expect("GET /metrics");
-        Exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log_path);
-        }
-    }
-}
 
 async fn scalar(pool: &PgPool, sql: &'static str, id: Uuid) -> Option<String> {
     sqlx::query_scalar::<_, Option<String>>(sql)
@@ -115,11 +38,18 @@ async fn a_messages_trace_id_reaches_its_transition_and_activities_and_metrics_c
     let pool = db::connect(&url, 4, Duration::from_secs(10))
         .await
         .expect("connect");
-    let api = Api::start(&url);
+    let api = ApiProcess::spawn(
+        &url,
+        OPERATOR,
+        &[(
+            "FLOE__LOG__FILTER",
+            "info,floe_engine=debug,floe_worker=debug",
+        )],
+    );
     assert!(
         wait_for_status(&api.addr, "/readyz", 200, Duration::from_secs(90)).await,
         "never ready: {:?}",
-        api.log()
+        api.log_json()
     );
 
     // Sign in and start the onboarding with a request id of our own.
@@ -189,7 +119,7 @@ async fn a_messages_trace_id_reaches_its_transition_and_activities_and_metrics_c
             .is_some_and(|m| m.iter().any(|m| m["role"] == "assistant"))
     })
     .await;
-    assert!(answered, "no reply: {:?}", api.log());
+    assert!(answered, "no reply: {:?}", api.log_json());
 
     // The rows: the start event carries the start request's id; the message's
     // signal, the activities its transition started and their results, the
@@ -235,7 +165,7 @@ async fn a_messages_trace_id_reaches_its_transition_and_activities_and_metrics_c
 
     // The log lines: the request's span, the transition, the advance job's
     // and the activity jobs' spans all carry it.
-    let log = api.log();
+    let log = api.log_json();
     let has = |what: &str, test: &dyn Fn(&Value) -> bool| {
         assert!(
             log.iter().any(test),

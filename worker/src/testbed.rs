@@ -190,14 +190,15 @@ impl Workflow for Sleeper {
         ctx: &Ctx,
     ) -> Result<Transition<(String, u32)>, String> {
         let arm = |after_ms: i64, reason: String, fired: u32| {
-            Transition::to((reason.clone(), fired)).then(Command::SetDeadline {
-                at: ctx.now + time::Duration::milliseconds(after_ms),
-                reason,
-            })
+            let at = ctx
+                .now
+                .checked_add(time::Duration::milliseconds(after_ms))
+                .ok_or_else(|| format!("after_ms {after_ms} is out of range"))?;
+            Ok(Transition::to((reason.clone(), fired)).then(Command::SetDeadline { at, reason }))
         };
         match (state, event) {
-            (None, Event::Start(s)) => Ok(arm(s.after_ms, "first".into(), 0)),
-            (Some((_, fired)), Event::Signal(SleeperSignal::Move(s))) => Ok(arm(s.after_ms, "moved".into(), fired)),
+            (None, Event::Start(s)) => arm(s.after_ms, "first".into(), 0),
+            (Some((_, fired)), Event::Signal(SleeperSignal::Move(s))) => arm(s.after_ms, "moved".into(), fired),
             (Some((reason, fired)), Event::Timer { reason: fired_for }) => Ok(Transition::to((reason, fired + 1))
                 .then(Command::Complete {
                     output: json!({ "fired_for": fired_for, "at": ctx.now.unix_timestamp_nanos().to_string() }),

@@ -484,14 +484,15 @@ impl OnboardingState {
         }
         let arm = !self.nudged_since_message && self.nudges_sent < self.settings.max_nudges;
         let after = i64::try_from(self.settings.nudge_after_secs).unwrap_or(i64::MAX);
+        // A nudge too far ahead for any calendar never comes: none is armed.
+        let at = ctx.now.checked_add(time::Duration::seconds(after));
         let transition = Transition::to(self);
-        Ok(if arm {
-            transition.then(Command::SetDeadline {
-                at: ctx.now + time::Duration::seconds(after),
+        Ok(match at {
+            Some(at) if arm => transition.then(Command::SetDeadline {
+                at,
                 reason: "nudge".into(),
-            })
-        } else {
-            transition
+            }),
+            _ => transition,
         })
     }
 

@@ -54,6 +54,9 @@ pub const APPROVAL_TIMEOUT: &str = "approval_timeout";
 
 /// Seven days, the spec's wait for a decision.
 pub const DEFAULT_APPROVAL_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+/// The longest wait for a decision: a hundred years. A longer one would
+/// put the deadline past any date the engine can store.
+pub const MAX_APPROVAL_TIMEOUT_SECS: u64 = 100 * 365 * 24 * 3600;
 /// Refactors before a rejection is final.
 pub const DEFAULT_MAX_ROUNDS: u32 = 3;
 
@@ -97,7 +100,8 @@ pub struct CodeReviewInput {
     /// Who is told when no decision comes in time.
     #[serde(default = "default_escalate_to")]
     pub escalate_to: String,
-    /// How long to wait for each decision, in seconds (7 days).
+    /// How long to wait for each decision, in seconds (7 days; at most
+    /// [`MAX_APPROVAL_TIMEOUT_SECS`]).
     #[serde(default = "default_timeout")]
     pub approval_timeout_secs: u64,
     /// Refactors before a rejection is final (3).
@@ -298,6 +302,11 @@ impl ReviewState {
         }
         if input.approval_timeout_secs == 0 {
             return Err("approval_timeout_secs must be at least 1".into());
+        }
+        if input.approval_timeout_secs > MAX_APPROVAL_TIMEOUT_SECS {
+            return Err(format!(
+                "approval_timeout_secs must be at most {MAX_APPROVAL_TIMEOUT_SECS} (100 years)"
+            ));
         }
         Ok(Self {
             title: input.title.trim().to_owned(),

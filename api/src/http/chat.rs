@@ -20,7 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody, Result};
-use super::extract::{Json, Query};
+use super::extract::{Json, NUL_REFUSED, Query};
 use super::session::{Session, TAG};
 use super::state::AppState;
 
@@ -267,6 +267,10 @@ pub async fn post_message(
         return Err(ApiError::Validation(format!(
             "client_id must be 1 to {MAX_CLIENT_ID} characters long"
         )));
+    }
+    // The WebSocket's frames come here without the JSON extractor's check.
+    if content.contains('\0') || client_id.is_some_and(|id| id.contains('\0')) {
+        return Err(ApiError::Validation(NUL_REFUSED.to_owned()));
     }
     let user = session.user_id();
     state

@@ -18,6 +18,7 @@
 //! | 422    | `validation_failed`      | well-formed JSON with missing or invalid fields      |
 //! | 429    | `rate_limited`           | too many requests; `Retry-After` says when to retry  |
 //! | 500    | `internal`               | our fault; the cause is in the log                   |
+//! | 503    | `unavailable`            | the database is out of reach (restarting, overloaded: no connection within the pool's wait); `Retry-After` says when to retry (idempotently: a connection lost at commit leaves the outcome unknown) |
 
 use axum::extract::Request;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
@@ -74,7 +75,26 @@ pub enum ApiError {
     /// 500: something failed that is not the client's fault. The cause is
     /// logged, never sent.
     #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
+    Unexpected(anyhow::Error),
+    /// 503: the database could not be reached (no pooled connection within
+    /// the pool's wait, or the connection failed): a restart or overload,
+    /// worth retrying. The cause is logged, never sent.
+    #[error("the service is briefly unavailable; retry in {UNAVAILABLE_RETRY_SECS} s")]
+    Unavailable(anyhow::Error),
+}
+
+/// The `Retry-After` of a 503.
+pub const UNAVAILABLE_RETRY_SECS: u64 = 2;
+
+/// Whether `error` says the database was out of reach rather than that a
+/// statement failed: nothing was done, and retrying later may succeed.
+fn database_unreachable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
+        )
+    })
 }
 
 impl ApiError {
@@ -90,6 +110,7 @@ impl ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -107,6 +128,7 @@ impl ApiError {
             Self::Validation(_) => "validation_failed",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unexpected(_) => "internal",
+            Self::Unavailable(_) => "unavailable",
         }
     }
 
@@ -125,15 +147,22 @@ impl ApiError {
             Self::Unexpected(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "request failed")
             }
+            Self::Unavailable(cause) => {
+                tracing::warn!(
+                    error = format!("{cause:#}"),
+                    "request failed: database unreachable"
+                )
+            }
             other => {
                 tracing::debug!(status = other.status_code().as_u16(), error = %other, "request rejected")
             }
         }
     }
 
-    /// A 500 for `cause`, with what was being done.
+    /// A 500 for `cause`, with what was being done; a 503 when the cause is
+    /// the database being out of reach.
     pub fn unexpected(cause: impl Into<anyhow::Error>, doing: &'static str) -> Self {
-        Self::Unexpected(cause.into().context(doing))
+        cause.into().context(doing).into()
     }
 }
 
@@ -150,7 +179,7 @@ pub struct ErrorDetail {
     /// Stable and machine-readable: `malformed_json`, `bad_request`,
     /// `unauthorized`, `not_found`, `method_not_allowed`, `conflict`,
     /// `onboarding_completed`, `payload_too_large`, `validation_failed`,
-    /// `rate_limited`, `internal`.
+    /// `rate_limited`, `internal`, `unavailable`.
     #[schema(example = "not_found")]
     pub code: String,
     /// For people; may change between versions.
@@ -180,9 +209,25 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
+            Self::Unavailable(_) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(UNAVAILABLE_RETRY_SECS),
+                );
+            }
             _ => {}
         }
         response
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    /// A 500, or a 503 when the database was out of reach.
+    fn from(cause: anyhow::Error) -> Self {
+        match database_unreachable(&cause) {
+            true => Self::Unavailable(cause),
+            false => Self::Unexpected(cause),
+        }
     }
 }
 

@@ -24,8 +24,11 @@ use floe_engine::metrics::{Open, SSE_STREAMS};
 use floe_engine::workflow::Status;
 use floe_engine::workflow::store;
 use futures_util::Stream;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody, Result};
@@ -39,6 +42,68 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// History entries read per query.
 const PAGE: i64 = 200;
 
+/// The `end` event's data: how the workflow finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StreamEnd {
+    /// Its status at the end (`null` if it no longer exists).
+    pub status: Option<WorkflowStatus>,
+}
+
+/// One event of the stream, as the OpenAPI document describes it (the
+/// fields of an SSE event, `data` being JSON): a history entry (`id` its
+/// sequence, `event` its kind, `data` a [`HistoryItem`]), or the last one,
+/// `end` (`data` a [`StreamEnd`]). Used only in the document.
+pub struct WorkflowEvent;
+
+/// An SSE event's `data`: JSON text that is `schema`.
+fn json_data(schema: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .content_media_type("application/json")
+        .content_schema(Some(Ref::from_schema_name(schema)))
+}
+
+impl PartialSchema for WorkflowEvent {
+    fn schema() -> RefOr<Schema> {
+        let entry = ObjectBuilder::new()
+            .description(Some("A history entry"))
+            .property("id", ObjectBuilder::new().schema_type(Type::String))
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([
+                        "start", "signal", "activity", "timer", "child", "cancel",
+                    ])),
+            )
+            .property("data", json_data(&HistoryItem::name()))
+            .required("id")
+            .required("event")
+            .required("data");
+        let end = ObjectBuilder::new()
+            .description(Some("The workflow has finished: the stream closes"))
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["end"])),
+            )
+            .property("data", json_data(&StreamEnd::name()))
+            .required("event")
+            .required("data");
+        OneOfBuilder::new().item(entry).item(end).into()
+    }
+}
+
+impl ToSchema for WorkflowEvent {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((HistoryItem::name().into_owned(), HistoryItem::schema()));
+        HistoryItem::schemas(schemas);
+        schemas.push((StreamEnd::name().into_owned(), StreamEnd::schema()));
+        StreamEnd::schemas(schemas);
+    }
+}
+
 /// Streams a workflow's history, then its changes, as Server-Sent Events;
 /// resumable with `Last-Event-ID`.
 #[utoipa::path(
@@ -50,7 +115,7 @@ const PAGE: i64 = 200;
     responses(
         (status = 200, description = "`text/event-stream`: one event per history entry (`id` = its sequence, \
             `event` = its kind, `data` = the entry as JSON), then live ones; `end` when the workflow finishes",
-            content_type = "text/event-stream", body = HistoryItem),
+            content_type = "text/event-stream", body = WorkflowEvent),
         (status = 400, description = "The id or Last-Event-ID does not parse", body = ErrorBody),
         (status = 401, description = "Missing or wrong operator token", body = ErrorBody),
         (status = 404, description = "No such workflow", body = ErrorBody),
@@ -192,11 +257,15 @@ impl Feed {
         }
         self.round = None;
         if status.is_none_or(Status::is_finished) {
-            let status = status.map(WorkflowStatus::from);
-            let end = Event::default()
-                .event("end")
-                .data(json!({ "status": status }).to_string());
-            self.queue.push_back(end);
+            let end = StreamEnd {
+                status: status.map(WorkflowStatus::from),
+            };
+            match Event::default().event("end").json_data(end) {
+                Ok(event) => self.queue.push_back(event),
+                Err(e) => {
+                    tracing::warn!(workflow_id = %self.id, error = %e, "end event not sent")
+                }
+            }
             self.done = true;
         }
         Ok(())

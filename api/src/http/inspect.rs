@@ -498,6 +498,7 @@ impl From<inspect::Dashboard> for Dashboard {
     params(CountsQuery),
     responses(
         (status = 200, description = "The counts", body = Counts),
+        (status = 400, description = "A query parameter does not parse", body = ErrorBody),
         (status = 401, description = "Missing or wrong operator token", body = ErrorBody),
     ),
     security(("operator_token" = [])),

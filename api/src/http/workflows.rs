@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody, Result};
-use super::extract::{Json, Path, Query};
+use super::extract::{Json, NUL_REFUSED, Path, Query, json_has_nul};
 use super::state::AppState;
 
 /// The OpenAPI tag of these routes.
@@ -591,7 +591,12 @@ fn optional_json(headers: &HeaderMap, body: &Bytes) -> Result<Value> {
             "expected a JSON body with `Content-Type: application/json`".to_owned(),
         ));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(format!("invalid JSON: {e}")))
+    let value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::MalformedJson(format!("invalid JSON: {e}")))?;
+    if json_has_nul(body) {
+        return Err(ApiError::Validation(NUL_REFUSED.to_owned()));
+    }
+    Ok(value)
 }
 
 /// Signals a workflow: the body (any JSON, or empty for `null`) is the

@@ -1,6 +1,10 @@
 //! `GET /ws`: the chat's WebSocket. JSON text frames both ways; the
 //! protocol is written out in `docs/api.md` ("The chat's WebSocket").
 //!
+//! A person holds at most `ws_per_person` connections to one process (the
+//! chat's settings): the upgrade takes a place in the push hub's count of
+//! their chat's subscribers, and one more is refused with 429.
+//!
 //! On connect the server waits for the client's `hello` (the last sequence
 //! number it saw; [`HELLO_TIMEOUT`] without one means 0), starts the
 //! person's onboarding if they have none, subscribes to the push hub
@@ -16,6 +20,11 @@
 //! dropped; one whose subscription lags is sent `resync` and closed; the
 //! client reconnects with its last sequence number and misses nothing.
 //!
+//! What the client sends is bounded before it is buffered ([`MAX_FRAME`],
+//! [`HARD_LIMIT`], fragments included); a frame that breaks the WebSocket
+//! protocol, or a text frame that is not UTF-8, closes the connection with
+//! its code ([`close`]).
+//!
 //! Replies while the model writes them come with the chat's notifications
 //! (`"kind": "stream"`, the text itself) and go out as `stream` frames,
 //! before any message notified with them. They are ephemeral: one that
@@ -27,7 +36,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use floe_engine::chat::{self, ReplyChunk};
 use floe_engine::metrics::{Open, WS_CONNECTIONS};
 use floe_engine::trace;
@@ -44,10 +54,10 @@ use uuid::Uuid;
 use super::chat::{
     ChatMessage, InboxEntry, answer_queries, ensure_onboarding, post_message, read_inbox,
 };
-use super::error::{ApiError, ErrorBody, Result};
+use super::error::{ApiError, ErrorBody, ErrorDetail, Result};
 use super::session::{Session, TAG};
 use super::state::AppState;
-use crate::push::{Push, Topic};
+use crate::push::{Push, Subscription, Topic};
 
 /// Largest client frame handled, in bytes: a larger one (up to
 /// [`HARD_LIMIT`]) is answered with an `error` frame.
@@ -67,6 +77,9 @@ const PAGE: i64 = 100;
 const STALL: Duration = Duration::from_secs(10);
 /// How long a closing connection's last frames get to leave.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// The `Retry-After` of a connection refused for the per-person cap, in
+/// seconds.
+const FULL_RETRY_AFTER: u64 = 5;
 
 /// The close codes the server uses.
 pub mod close {
@@ -74,6 +87,11 @@ pub mod close {
     pub const IDLE: u16 = 1000;
     /// The server is stopping: reconnect (to another process, or soon).
     pub const GOING_AWAY: u16 = 1001;
+    /// A frame that breaks the WebSocket protocol (unmasked, a stray
+    /// continuation, an unknown opcode, reserved bits set, …).
+    pub const PROTOCOL: u16 = 1002;
+    /// A text frame that is not valid UTF-8.
+    pub const INVALID_TEXT: u16 = 1007;
     /// A frame larger than [`super::HARD_LIMIT`].
     pub const TOO_BIG: u16 = 1009;
     /// An internal error (logged on the server).
@@ -219,6 +237,7 @@ impl ServerFrame {
         (status = 101, description = "Switching to the WebSocket protocol"),
         (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 429, description = "The person has the most connections allowed open already (`rate_limited`)", body = ErrorBody),
     ),
     security(("session_cookie" = []), ("session_token" = [])),
 )]
@@ -231,6 +250,16 @@ pub async fn connect(
         ApiError::BadRequest(format!("expected a WebSocket upgrade: {}", e.body_text()))
     })?;
     let user = session.user_id().to_owned();
+    // The person's place among their connections: taken now, given back
+    // when the connection ends (or the upgrade fails).
+    let max = match state.chat.ws_per_person {
+        0 => usize::MAX,
+        n => n,
+    };
+    let Some(chat_sub) = state.hub.subscribe_at_most(Topic::User(user.clone()), max) else {
+        tracing::info!(user_id = %user, max, "websocket refused: too many connections");
+        return Ok(too_many(max));
+    };
     Ok(upgrade
         .max_message_size(HARD_LIMIT)
         .max_frame_size(HARD_LIMIT)
@@ -238,7 +267,30 @@ pub async fn connect(
             move |e| tracing::debug!(user_id = %user, error = %e, "websocket upgrade failed"),
         )
         // The connection runs in the upgrade request's trace.
-        .on_upgrade(move |socket| trace::scope(trace::current(), serve(socket, state, session))))
+        .on_upgrade(move |socket| {
+            trace::scope(trace::current(), serve(socket, state, session, chat_sub))
+        }))
+}
+
+/// 429 for one connection more than the person may hold.
+fn too_many(max: usize) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: ApiError::RateLimited {
+                retry_after_secs: FULL_RETRY_AFTER,
+            }
+            .code()
+            .to_owned(),
+            message: format!(
+                "too many open connections: at most {max} per person; close one and retry"
+            ),
+        },
+    };
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(FULL_RETRY_AFTER));
+    response
 }
 
 /// Why a connection ends.
@@ -250,6 +302,10 @@ enum End {
     Idle,
     /// A frame over [`HARD_LIMIT`].
     TooBig,
+    /// A text frame that is not UTF-8.
+    InvalidText,
+    /// A frame that breaks the WebSocket protocol (what tungstenite said).
+    Protocol(String),
     /// The subscription fell behind.
     Lagged,
     /// The client's queue is full.
@@ -266,8 +322,9 @@ impl<E: Into<ApiError>> From<E> for End {
     }
 }
 
-/// Serves one connection until it ends.
-async fn serve(socket: WebSocket, state: AppState, session: Session) {
+/// Serves one connection until it ends; `chat_sub` is its subscription to
+/// the person's chat.
+async fn serve(socket: WebSocket, state: AppState, session: Session, chat_sub: Subscription) {
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(QUEUE);
     let writer = tokio::spawn(write(sink, rx, state.chat.ws_idle()));
@@ -284,7 +341,7 @@ async fn serve(socket: WebSocket, state: AppState, session: Session) {
     };
     let _open = Open::new(metrics::gauge!(WS_CONNECTIONS));
     tracing::info!(user_id = %connection.session.user_id(), "websocket connected");
-    let end = match connection.run(&mut stream).await {
+    let end = match connection.run(&mut stream, chat_sub).await {
         Ok(never) => match never {},
         Err(end) => end,
     };
@@ -404,6 +461,7 @@ impl Connection {
     async fn run(
         &mut self,
         stream: &mut SplitStream<WebSocket>,
+        mut chat_sub: Subscription,
     ) -> std::result::Result<std::convert::Infallible, End> {
         // hello (or a first frame that is not one, or the timeout: after 0).
         let mut first = None;
@@ -425,6 +483,13 @@ impl Connection {
                         break;
                     }
                 },
+                // Everything is read after hello anyway; this only keeps
+                // the subscription from lagging meanwhile.
+                push = chat_sub.recv() => match push {
+                    Some(Push::Lagged) => return Err(End::Lagged),
+                    None => return Err(End::Stopping),
+                    Some(Push::Notified(_) | Push::Resync) => {}
+                },
             }
         }
 
@@ -432,9 +497,7 @@ impl Connection {
         self.run_id = onboarding.run_id;
         // Subscribe first, then read: whatever commits in between is both
         // read and notified, never missed.
-        let hub = self.state.hub.clone();
-        let mut chat_sub = hub.subscribe(Topic::User(self.user_id().to_owned()));
-        let mut workflow_sub = hub.subscribe(Topic::Workflow(self.run_id));
+        let mut workflow_sub = self.state.hub.subscribe(Topic::Workflow(self.run_id));
         self.signal_connected().await?;
         self.catch_up(after).await?;
         if let Some(frame) = first {
@@ -493,7 +556,7 @@ impl Connection {
             None => return Err(End::Gone),
             Some(Err(e)) => {
                 tracing::debug!(user_id = %self.user_id(), error = %e, "websocket read failed");
-                return Err(if too_big(&e) { End::TooBig } else { End::Gone });
+                return Err(read_failed(&e));
             }
             Some(Ok(message)) => message,
         };
@@ -722,6 +785,22 @@ impl Connection {
                 close::TOO_BIG,
                 "frame too large",
             )),
+            End::InvalidText => Some((
+                Some(ServerFrame::error(
+                    &ApiError::BadRequest("a text frame must be valid UTF-8".to_owned()),
+                    None,
+                )),
+                close::INVALID_TEXT,
+                "invalid UTF-8",
+            )),
+            End::Protocol(what) => Some((
+                Some(ServerFrame::error(
+                    &ApiError::BadRequest(format!("WebSocket protocol error: {what}")),
+                    None,
+                )),
+                close::PROTOCOL,
+                "protocol error",
+            )),
             End::Failed(e) => {
                 e.log();
                 Some((
@@ -763,11 +842,18 @@ fn parse(text: &str) -> Result<ClientFrame> {
     })
 }
 
-/// Whether the read failed because a frame was over the limit.
-fn too_big(e: &axum::Error) -> bool {
-    std::error::Error::source(e)
-        .and_then(|inner| inner.downcast_ref::<tungstenite::Error>())
-        .is_some_and(|inner| matches!(inner, tungstenite::Error::Capacity(_)))
+/// Why a failed read ends the connection: a frame over the limit, text
+/// that is not UTF-8 and a protocol violation are the client's doing (and
+/// answered with their close codes); anything else means it is gone.
+fn read_failed(e: &axum::Error) -> End {
+    use tungstenite::error::{Error, ProtocolError};
+    match std::error::Error::source(e).and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::Capacity(_)) => End::TooBig,
+        Some(Error::Utf8(_)) => End::InvalidText,
+        Some(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => End::Gone,
+        Some(Error::Protocol(what)) => End::Protocol(what.to_string()),
+        _ => End::Gone,
+    }
 }
 
 #[cfg(test)]

@@ -385,3 +385,110 @@ impl SseReader {
         }
     }
 }
+
+/// A real `floe-api --with-worker` child process (offline agents, JSON logs
+/// to a file) on `127.0.0.1` and a free port; killed when dropped.
+pub struct ApiProcess {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub log_path: std::path::PathBuf,
+    pub client: reqwest::Client,
+}
+
+impl ApiProcess {
+    /// Starts it on `url`'s database with operator token `operator` and
+    /// `env` on top of the defaults; returns at once (see [`Self::ready`]).
+    pub fn spawn(url: &SecretString, operator: &str, env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let log_path =
+            std::env::temp_dir().join(format!("floe-api-{}.log", uuid::Uuid::new_v4().simple()));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_floe-api"));
+        command
+            .args([
+                "--with-worker",
+                "--listen",
+                &addr,
+                "--static-dir",
+                "/nonexistent",
+            ])
+            .env("DATABASE_URL", floe_engine::testing::expose(url))
+            .env("FLOE__API__OPERATOR_TOKEN", operator)
+            .env("FLOE__LOG__FORMAT", "json")
+            .env_remove("RUST_LOG")
+            .env_remove("FLOE__LLM__BASE_URL")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(log));
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Self {
+            child: command.spawn().expect("spawn floe-api"),
+            addr,
+            log_path,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Waits until `/readyz` answers 200; panics with the log if it never does.
+    pub async fn ready(&self, timeout: Duration) {
+        assert!(
+            floe_engine::testing::wait_for_status(&self.addr, "/readyz", 200, timeout).await,
+            "floe-api never became ready; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Its log lines so far, parsed.
+    pub fn log_json(&self) -> Vec<Value> {
+        self.log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// `GET /metrics`, parsed.
+    pub async fn metrics(&self) -> floe_engine::testing::Exposition {
+        let text = floe_engine::testing::http_get(&self.addr, "/metrics")
+            .await
+            .expect("GET /metrics");
+        floe_engine::testing::Exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    /// Its resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for ApiProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log_path);
+        } else {
+            eprintln!("floe-api's log: {}", self.log_path.display());
+        }
+    }
+}

@@ -1,8 +1,8 @@
 //! `floe-bench`: the workloads of ../shared/BENCH.md (queue W1, W1b, W2, W3,
-//! W7; workflows W5, W7w, W8; push W6), floe's own L1 and L2 (the LLM ledger
-//! and memory, in `llm.rs`), and the PostgreSQL ceilings they are judged
-//! against, in one run on one durable cluster with PostgreSQL's default
-//! configuration.
+//! W7; steady state W4 and soak W9, in `soak.rs`; workflows W5, W7w, W8;
+//! push W6), floe's own L1 and L2 (the LLM ledger and memory, in `llm.rs`),
+//! and the PostgreSQL ceilings they are judged against, in one run on one
+//! durable cluster with PostgreSQL's default configuration.
 //!
 //! Every figure is printed as a JSON line as it is measured; at the end the
 //! medians and ranges over the repetitions are written as Markdown (for
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 mod llm;
 mod push;
+mod soak;
 
 use anyhow::Context;
 use clap::Parser;
@@ -61,12 +62,26 @@ struct Cli {
     /// Seconds per pgbench ceiling run.
     #[arg(long, default_value_t = 5)]
     ceiling_secs: u64,
-    /// Workloads to run, comma-separated (ceilings, W1, W1b, W2, W2s, W3, W5, W6, W7, W7w, W8,
-    /// and floe's own L1 and L2: the LLM ledger and memory).
+    /// Seconds per W4 load level (200 jobs/s, then 50 % of W1).
+    #[arg(long, default_value_t = 120)]
+    w4_secs: u64,
+    /// The W1 rate (jobs/s) whose half W4 and W9 offer; without it, W1's
+    /// median in this run, or one W1 measured first.
+    #[arg(long)]
+    w1_rate: Option<f64>,
+    /// Minutes of W9's load (a soak: it runs once, whatever --reps says).
+    #[arg(long = "w9-minutes", visible_alias = "minutes", default_value_t = 30.0)]
+    w9_minutes: f64,
+    /// Minutes W9's transaction stays idle, in the middle of the run.
+    #[arg(long, default_value_t = 5.0)]
+    w9_idle_minutes: f64,
+    /// Workloads to run, comma-separated (ceilings, W1, W1b, W2, W2s, W3, W4, W5, W6, W7, W7w,
+    /// W8, W9, and floe's own L1 and L2: the LLM ledger and memory). W9, 30 minutes, only when
+    /// named.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceilings,W1,W1b,W2,W2s,W3,W5,W6,W7,W7w,W8,L1,L2"
+        default_value = "ceilings,W1,W1b,W2,W2s,W3,W4,W5,W6,W7,W7w,W8,L1,L2"
     )]
     only: Vec<String>,
     /// Write the Markdown report here (between its floe-bench markers).
@@ -93,9 +108,11 @@ struct Bench {
     figures: Vec<Figure>,
     testbed: PathBuf,
     pgbench: PathBuf,
+    /// The W1 rate W4 and W9 take half of, once known.
+    w1_rate: Option<f64>,
 }
 
-/// The queue workloads' worker settings (W1–W3, W7): concurrency 16, as the
+/// The queue workloads' worker settings (W1–W4, W7, W9): concurrency 16, as the
 /// queue figures in docs/BENCHMARKS.md were measured. The workflow workloads
 /// run the worker's defaults.
 /// Signals sent one at a time to an idle workflow after W5.
@@ -126,6 +143,7 @@ fn main() -> anyhow::Result<()> {
             figures: Vec::new(),
             testbed: exe.with_file_name("floe-testbed"),
             pgbench: PathBuf::from(bindir.trim()).join("pgbench"),
+            w1_rate: None,
         };
         let want = |w: &str| cli.only.iter().any(|o| o.eq_ignore_ascii_case(w));
         if want("ceilings") {
@@ -154,6 +172,10 @@ fn main() -> anyhow::Result<()> {
                 let result = bench.enqueue_cost(cli.w3_enqueues, cli.jobs, rep).await;
                 bench.survive("enqueue_cost", result);
             }
+            if want("W4") {
+                let result = bench.steady_state(&cli, rep).await;
+                bench.survive("steady_state", result);
+            }
             if want("W5") {
                 let result = bench.durable_workflows(cli.w5_workflows, rep, false).await;
                 bench.survive("durable_workflows", result);
@@ -181,6 +203,10 @@ fn main() -> anyhow::Result<()> {
             if want("L2") {
                 let result = bench.memory(cli.memory_queries, rep).await;
                 bench.survive("memory", result);
+            }
+            if want("W9") && rep == 0 {
+                let result = bench.soak(&cli, rep).await;
+                bench.survive("soak", result);
             }
         }
         let report = bench.report(&cli);
@@ -254,14 +280,19 @@ async fn wait_for_start(pool: &PgPool, id: i64) -> anyhow::Result<OffsetDateTime
     }
 }
 
-/// Returns once `floe.jobs` is empty (polled every 5 ms).
+/// Returns once `floe.jobs` is empty (polled every 5 ms). The probe reads
+/// the primary key from its low end, where the deleted jobs' entries are
+/// marked dead after their first visit; `EXISTS (SELECT 1 FROM floe.jobs)`
+/// was a sequential scan that re-read every page of deleted jobs at the
+/// table's head on each poll: with a large backlog, most of a core.
 async fn drained(pool: &PgPool, workload: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        let left: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM floe.jobs)")
-            .fetch_one(pool)
-            .await?;
-        if !left {
+        let left: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM floe.jobs ORDER BY id LIMIT 1")
+                .fetch_optional(pool)
+                .await?;
+        if left.is_none() {
             return Ok(());
         }
         anyhow::ensure!(
