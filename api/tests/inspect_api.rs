@@ -356,7 +356,11 @@ async fn activities_show_their_attempts_results_and_live_jobs() {
     assert_eq!(job["id"], job_of("a1").id);
     assert_eq!(job["state"], "retrying");
     assert_eq!(job["attempts"], 1);
-    assert_eq!(job["max_attempts"], 4);
+    assert_eq!(
+        job["max_attempts"],
+        4 + floe_engine::workflow::SPARE_RUNS,
+        "the policy's attempts and the spare run"
+    );
     assert_eq!(job["last_error"], "card declined");
     assert_eq!(
         timestamp(&job["run_at"]),

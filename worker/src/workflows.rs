@@ -324,6 +324,26 @@ async fn run_activity(
     {
         return Ok(());
     }
+    // The spare run (workflow::SPARE_RUNS): the last attempt never reported
+    // its outcome — its worker died, or recording failed. Run nothing;
+    // record the failure so that the workflow hears of it.
+    let last = task.policy.max_attempts.max(1);
+    if job.attempt > last {
+        tracing::warn!(activity = %task.name, activity_id = %task.activity_id, attempts = last,
+            "activity's last attempt was lost; recording it as failed");
+        let result = store::ActivityResult {
+            workflow_id: task.workflow_id,
+            activity_id: task.activity_id,
+            attempts: last,
+            result: Err(format!(
+                "attempt {last} of {last} was lost: its worker died (or could not record the outcome) before reporting"
+            )),
+        };
+        return advancer
+            .submit(Work::Record(result))
+            .await
+            .map_err(JobError::retryable);
+    }
     let ctx = ActivityCtx {
         workflow_id: task.workflow_id,
         activity_id: task.activity_id.clone(),

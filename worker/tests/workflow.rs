@@ -449,6 +449,56 @@ async fn killing_workers_mid_activity_and_mid_transition_loses_nothing_and_doubl
 }
 
 #[tokio::test]
+async fn a_worker_dying_in_an_activitys_last_attempt_fails_it_instead_of_stranding_the_workflow() {
+    let (url, pool) = database().await;
+    let args = ["--lease-ms", "1500"];
+    let victim = Testbed::start(&url, &args);
+    // One attempt allowed, and it takes a minute: the worker dies during it.
+    let input = json!({
+        "activity": "test.slow",
+        "input": { "ms": 60_000 },
+        "policy": { "max_attempts": 1, "backoff_base_ms": 50, "backoff_max_ms": 1_000, "timeout_ms": 120_000 },
+    });
+    let id = start(&pool, "test.once", "last-attempt", input).await.id;
+    let running =
+        "SELECT count(*) FROM floe.jobs WHERE kind = 'floe.activity' AND state = 'running'";
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            scalar(&pool, running).await == 1
+        })
+        .await,
+        "the only attempt started"
+    );
+    victim.signal(Signal::SIGKILL);
+    drop(victim);
+
+    // The lease expires; the spare run records the lost attempt as a failure.
+    let worker = Testbed::start(&url, &args);
+    assert!(
+        finished(&pool, &[id], Duration::from_secs(60)).await,
+        "the workflow heard of its activity"
+    );
+    let row = store::get(&pool, id).await.expect("get").expect("row");
+    assert_eq!(row.status, Status::Failed);
+    let error = row.error.unwrap_or_default();
+    assert!(error.contains("attempt 1 of 1 was lost"), "{error}");
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(*) FROM floe.activities WHERE status = 'failed' AND attempts = 1"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM floe.jobs").await,
+        0,
+        "no dead job left behind"
+    );
+    worker.stop();
+}
+
+#[tokio::test]
 async fn a_transition_that_fails_fails_only_its_workflow() {
     let (url, pool) = database().await;
     let worker = Testbed::start(&url, &[]);

@@ -34,6 +34,12 @@ pub use registry::Registry;
 pub const ADVANCE_JOB: &str = "floe.advance";
 /// The job kind that runs an activity.
 pub const ACTIVITY_JOB: &str = "floe.activity";
+/// Runs an activity's job gets beyond its policy's attempts. When the worker
+/// of the last attempt dies before reporting, the lease rescuer would find
+/// the job out of attempts and mark it dead, and the failure would never be
+/// recorded: the workflow would wait for ever. The spare run runs nothing;
+/// it records the failure, so the workflow hears of it.
+pub const SPARE_RUNS: i32 = 1;
 /// NOTIFY channel for committed workflow changes; the payload is JSON with
 /// the workflow's id, kind, version and status (never its context).
 pub const CHANNEL_WORKFLOWS: &str = "floe_workflows";

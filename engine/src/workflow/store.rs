@@ -567,7 +567,8 @@ pub async fn schedule_activities(conn: &mut PgConnection, new: &[NewActivity]) -
                 json!({ "workflow_id": a.workflow_id, "activity_id": a.activity_id, "name": a.name,
                         "input": a.input, "policy": a.policy }),
             )
-            .max_attempts(a.policy.max_attempts.max(1))
+            // A spare run past the policy's attempts: see SPARE_RUNS.
+            .max_attempts(a.policy.max_attempts.max(1) + super::SPARE_RUNS)
             .trace_id(a.trace_id.clone())
         })
         .collect();
@@ -753,42 +754,21 @@ pub struct FiredTimer {
 }
 
 /// [`fire_due_timers`], telling which kinds' timers fired and how late.
+///
+/// The statement is `floe.fire_timers`, a function whose planner settings
+/// keep the ordered scan of the deadline index even before the table has
+/// statistics (migration `20261122001300_timer_plan.sql`).
 pub async fn fire_timers(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<FiredTimer>> {
-    let fired = sqlx::query!(
-        r#"
-        WITH due AS (
-            SELECT id, deadline FROM floe.workflows
-             WHERE deadline <= now() AND deadline IS NOT NULL AND status IN ('running', 'waiting')
-             ORDER BY deadline
-             LIMIT $1
-             FOR UPDATE SKIP LOCKED
-        ), fired AS (
-            UPDATE floe.workflows w SET deadline = NULL, next_seq = w.next_seq + 1
-              FROM due WHERE w.id = due.id
-            RETURNING w.id, w.kind, w.next_seq, w.deadline_reason, w.deadline_version, due.deadline AS was_due
-        ), events AS (
-            INSERT INTO floe.inbox (workflow_id, seq, event, name, payload)
-            SELECT id, next_seq, 'timer', deadline_reason, jsonb_build_object('deadline_version', deadline_version)
-              FROM fired
-        ), jobs AS (
-            INSERT INTO floe.jobs (kind, payload, state, unique_key, max_attempts)
-            SELECT 'floe.advance', jsonb_build_object('workflow_id', id), 'available', id::text, 1000 FROM fired
-            ON CONFLICT (queue, kind, unique_key) WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'available')
-            DO NOTHING
-        )
-        SELECT kind AS "kind!",
-               greatest(extract(epoch FROM clock_timestamp() - was_due), 0)::float8 AS "lateness!"
-          FROM fired
-        "#,
-        limit
-    )
-    .fetch_all(db)
-    .await?;
+    let fired: Vec<(String, f64)> =
+        sqlx::query_as("SELECT kind, lateness FROM floe.fire_timers($1)")
+            .bind(limit)
+            .fetch_all(db)
+            .await?;
     Ok(fired
         .into_iter()
-        .map(|r| FiredTimer {
-            kind: r.kind,
-            lateness_seconds: r.lateness,
+        .map(|(kind, lateness_seconds)| FiredTimer {
+            kind,
+            lateness_seconds,
         })
         .collect())
 }
