@@ -1,7 +1,9 @@
 //! `floe-testbed`: the real worker with job kinds that record what they do,
 //! for floe's own process tests and benchmarks. Not for production.
 //!
-//! It also runs the test workflows of `floe_worker::testbed`.
+//! It also runs the test workflows of `floe_worker::testbed`, and with
+//! `FLOE_TESTBED_ONBOARDING=1` the onboarding workflow and its activities too
+//! (floe-chaos runs both kinds in one worker).
 //!
 //! Every job kind below appends a row to `public.testbed_runs` (created if missing):
 //! job id, attempt, this process's id, and when it started and finished.
@@ -89,6 +91,9 @@ fn main() -> ExitCode {
             let mut workflows = floe_worker::testbed::workflows();
             floe_worker::agents::Llm::from_settings(&cli.llm, pool.clone())?
                 .register(&mut workflows);
+            if std::env::var("FLOE_TESTBED_ONBOARDING").is_ok_and(|v| v == "1") {
+                floe_worker::onboarding::register(&mut workflows, &pool);
+            }
             let fast = Backoff {
                 base: Duration::from_millis(100),
                 max: Duration::from_secs(2),

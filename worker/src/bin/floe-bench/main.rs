@@ -1,6 +1,7 @@
 //! `floe-bench`: the workloads of ../shared/BENCH.md (queue W1, W1b, W2, W3,
-//! W7; steady state W4 and soak W9, in `soak.rs`; workflows W5, W7w, W8;
-//! push W6), floe's own L1 and L2 (the LLM ledger and memory, in `llm.rs`),
+//! W7; steady state W4 and soak W9, in `soak.rs`; workflows W5, W5b, W7w,
+//! W8; push W6), the scale-out ones (W6x, W6c and W8x, in `scale.rs`),
+//! floe's own L1 and L2 (the LLM ledger and memory, in `llm.rs`),
 //! and the PostgreSQL ceilings they are judged against, in one run on one
 //! durable cluster with PostgreSQL's default configuration.
 //!
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 mod llm;
 mod push;
+mod scale;
 mod soak;
 
 use anyhow::Context;
@@ -50,9 +52,22 @@ struct Cli {
     /// Serial enqueues in W3.
     #[arg(long, default_value_t = 2_000)]
     w3_enqueues: usize,
-    /// Messages in W6.
+    /// Messages in W6, W6x and W6c.
     #[arg(long, default_value_t = 200)]
     w6_samples: usize,
+    /// WebSocket clients in W6c, all connected at once to one floe-api.
+    #[arg(long, default_value_t = 1_000)]
+    w6c_clients: usize,
+    /// Sleeping workflows in W8x (deadlines spread over the next 3 days).
+    #[arg(long, default_value_t = 100_000)]
+    w8x_workflows: usize,
+    /// Of W8x's workflows, how many are moved to fall due in the same 10 s.
+    #[arg(long, default_value_t = 10_000)]
+    w8x_due: usize,
+    /// Single starts and single signals timed in W8x, before and after the
+    /// bulk of sleeping workflows.
+    #[arg(long, default_value_t = 200)]
+    w8x_probes: usize,
     /// Agent turns per L1 phase.
     #[arg(long, default_value_t = 300)]
     llm_turns: usize,
@@ -75,13 +90,14 @@ struct Cli {
     /// Minutes W9's transaction stays idle, in the middle of the run.
     #[arg(long, default_value_t = 5.0)]
     w9_idle_minutes: f64,
-    /// Workloads to run, comma-separated (ceilings, W1, W1b, W2, W2s, W3, W4, W5, W6, W7, W7w,
-    /// W8, W9, and floe's own L1 and L2: the LLM ledger and memory). W9, 30 minutes, only when
+    /// Workloads to run, comma-separated (ceilings, W1, W1b, W2, W2s, W3, W4, W5, W5b, W6, W6x,
+    /// W6c, W7, W7w, W8, W8x, W9, and floe's own L1 and L2: the LLM ledger and memory). W9 (30
+    /// minutes), W6c (1,000 WebSocket clients) and W8x (100,000 sleeping workflows) only when
     /// named.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceilings,W1,W1b,W2,W2s,W3,W4,W5,W6,W7,W7w,W8,L1,L2"
+        default_value = "ceilings,W1,W1b,W2,W2s,W3,W4,W5,W5b,W6,W6x,W7,W7w,W8,L1,L2"
     )]
     only: Vec<String>,
     /// Write the Markdown report here (between its floe-bench markers).
@@ -110,6 +126,8 @@ struct Bench {
     pgbench: PathBuf,
     /// The W1 rate W4 and W9 take half of, once known.
     w1_rate: Option<f64>,
+    /// Text for the report below the table (W8x's query plans): title, body.
+    notes: Vec<(String, String)>,
 }
 
 /// The queue workloads' worker settings (W1–W4, W7, W9): concurrency 16, as the
@@ -144,6 +162,7 @@ fn main() -> anyhow::Result<()> {
             testbed: exe.with_file_name("floe-testbed"),
             pgbench: PathBuf::from(bindir.trim()).join("pgbench"),
             w1_rate: None,
+            notes: Vec::new(),
         };
         let want = |w: &str| cli.only.iter().any(|o| o.eq_ignore_ascii_case(w));
         if want("ceilings") {
@@ -177,11 +196,23 @@ fn main() -> anyhow::Result<()> {
                 bench.survive("steady_state", result);
             }
             if want("W5") {
-                let result = bench.durable_workflows(cli.w5_workflows, rep, false).await;
+                let result = bench
+                    .durable_workflows(cli.w5_workflows, rep, false, 1)
+                    .await;
                 bench.survive("durable_workflows", result);
             }
+            if want("W5b") {
+                for processes in [2, 4] {
+                    let result = bench
+                        .durable_workflows(cli.w5_workflows, rep, false, processes)
+                        .await;
+                    bench.survive("durable_workflows", result);
+                }
+            }
             if want("W7w") {
-                let result = bench.durable_workflows(cli.w5_workflows, rep, true).await;
+                let result = bench
+                    .durable_workflows(cli.w5_workflows, rep, true, 1)
+                    .await;
                 bench.survive("durable_workflows", result);
             }
             if want("W7") {
@@ -195,6 +226,22 @@ fn main() -> anyhow::Result<()> {
             if want("W6") {
                 let result = bench.signal_to_push(cli.w6_samples, rep).await;
                 bench.survive("signal_to_push", result);
+            }
+            if want("W6x") {
+                let result = bench.two_apis(cli.w6_samples, rep).await;
+                bench.survive("two_apis", result);
+            }
+            if want("W6c") {
+                let result = bench
+                    .many_sockets(cli.w6c_clients, cli.w6_samples, rep)
+                    .await;
+                bench.survive("many_sockets", result);
+            }
+            if want("W8x") {
+                let result = bench
+                    .sleepers_at_scale(cli.w8x_workflows, cli.w8x_due, cli.w8x_probes, rep)
+                    .await;
+                bench.survive("sleepers_at_scale", result);
             }
             if want("L1") {
                 let result = bench.llm_turns(cli.llm_turns, rep).await;
@@ -288,10 +335,9 @@ async fn wait_for_start(pool: &PgPool, id: i64) -> anyhow::Result<OffsetDateTime
 async fn drained(pool: &PgPool, workload: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        let left: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM floe.jobs ORDER BY id LIMIT 1")
-                .fetch_optional(pool)
-                .await?;
+        let left: Option<i64> = sqlx::query_scalar("SELECT id FROM floe.jobs ORDER BY id LIMIT 1")
+            .fetch_optional(pool)
+            .await?;
         if left.is_none() {
             return Ok(());
         }
@@ -617,15 +663,38 @@ impl Bench {
     /// the workflows have completed and a successor started: how long until
     /// the jobs it held run again, whether every workflow still completes
     /// with each transition applied once, and how many activities ran again.
-    async fn durable_workflows(&mut self, n: usize, rep: usize, crash: bool) -> anyhow::Result<()> {
+    ///
+    /// With more than one of `processes` (W5b), that many worker processes
+    /// share the workflows, and the idle part is left out.
+    async fn durable_workflows(
+        &mut self,
+        n: usize,
+        rep: usize,
+        crash: bool,
+        processes: usize,
+    ) -> anyhow::Result<()> {
         use floe_engine::workflow::store as wf;
-        let workload = if crash { "W7w" } else { "W5" };
-        let (url, pool) = self
-            .database(&format!("bench_{}_{rep}", workload.to_lowercase()))
-            .await?;
+        let workload = match (crash, processes) {
+            (true, _) => "W7w",
+            (false, 1) => "W5",
+            (false, _) => "W5b",
+        };
+        let database = match processes {
+            1 => format!("bench_{}_{rep}", workload.to_lowercase()),
+            _ => format!("bench_{}_{processes}_{rep}", workload.to_lowercase()),
+        };
+        let (url, pool) = self.database(&database).await?;
         let lease = ["--lease-ms", "5000"];
         let settings: &[&str] = if crash { &lease } else { &[] };
         let mut worker = self.worker(&pool, &url, settings).await?;
+        let mut others = Vec::new();
+        for _ in 1..processes {
+            others.push(self.worker(&pool, &url, settings).await?);
+        }
+        let label = |m: &str| match processes {
+            1 => m.to_owned(),
+            _ => format!("{m} ({processes} proc)"),
+        };
         let mut successor = None;
         let mut crashed_at = None;
         let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
@@ -734,44 +803,63 @@ impl Bench {
         .fetch_one(&pool)
         .await?;
         let nf = n as f64;
-        let extra = json!({ "rep": rep, "workflows": n, "seconds": secs });
-        self.record("W5", "workflows/s", nf / secs, "workflows/s", extra.clone());
+        let extra = json!({ "rep": rep, "workflows": n, "seconds": secs, "processes": processes });
         self.record(
-            "W5",
-            "signal→resume p50",
+            workload,
+            &label("workflows/s"),
+            nf / secs,
+            "workflows/s",
+            extra.clone(),
+        );
+        self.record(
+            workload,
+            &label("signal→resume p50"),
             percentile(&mut resume, 50.0),
             "ms",
             extra.clone(),
         );
         self.record(
-            "W5",
-            "signal→resume p95",
+            workload,
+            &label("signal→resume p95"),
             percentile(&mut resume, 95.0),
             "ms",
             extra.clone(),
         );
         self.record(
-            "W5",
-            "tx/workflow",
+            workload,
+            &label("tx/workflow"),
             (xid1 - xid0 - 1) as f64 / nf,
             "tx",
             extra.clone(),
         );
         self.record(
-            "W5",
-            "WAL/workflow",
+            workload,
+            &label("WAL/workflow"),
             (wal1 - wal0) as f64 / nf,
             "B",
             extra.clone(),
         );
         self.record(
-            "W5",
-            "history rows/workflow",
+            workload,
+            &label("history rows/workflow"),
             history as f64 / nf,
             "rows",
             extra.clone(),
         );
-        self.record("W5", "events applied/transaction", per_tx, "events", extra);
+        self.record(
+            workload,
+            &label("events applied/transaction"),
+            per_tx,
+            "events",
+            extra,
+        );
+
+        if processes > 1 {
+            drop(listener);
+            drop(others);
+            pool.close().await;
+            return Ok(());
+        }
 
         // The same path idle: one workflow, one signal at a time after a
         // random gap, each sent once the previous one is applied.
@@ -1181,6 +1269,9 @@ impl Bench {
                 fmt(lo),
                 fmt(hi)
             ));
+        }
+        for (title, body) in &self.notes {
+            md.push_str(&format!("\n{title}:\n\n```\n{}\n```\n", body.trim_end()));
         }
         md
     }

@@ -10,21 +10,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 use super::{Bench, Lcg, percentile};
 
 /// Messages each person sends (they stay within the first steps).
-const PER_USER: usize = 3;
-const SCRIPT: [&str; PER_USER] = [
+pub(crate) const PER_USER: usize = 3;
+pub(crate) const SCRIPT: [&str; PER_USER] = [
     "Hi, I'm Sam",
     "I work as a software engineer",
     "Ship the next release on time",
 ];
 
-struct Api(Child);
+/// A floe-api child process, killed when dropped.
+pub(crate) struct Api(pub(crate) Child);
 
 impl Drop for Api {
     fn drop(&mut self) {
@@ -70,18 +71,18 @@ async fn message_where(
 }
 
 impl Bench {
-    /// W6: `samples` messages, idle system; push and reply latencies.
-    pub(crate) async fn signal_to_push(
-        &mut self,
-        samples: usize,
-        rep: usize,
-    ) -> anyhow::Result<()> {
-        let (url, _pool) = self.database(&format!("bench_w6_{rep}")).await?;
+    /// Starts `floe-api --with-worker` (no message rate limit, plus `extra`
+    /// settings) on a free port; returns it and the port once it is ready.
+    pub(crate) async fn api(
+        &self,
+        url: &SecretString,
+        extra: &[&str],
+    ) -> anyhow::Result<(Api, u16)> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let api = self.testbed.with_file_name("floe-api");
-        let _api = Api(Command::new(&api)
+        let child = Api(Command::new(&api)
             .args([
                 "--with-worker",
                 "--database-migrate",
@@ -95,17 +96,17 @@ impl Bench {
                 "--static-dir",
                 "/nonexistent",
             ])
+            .args(extra)
             .env("DATABASE_URL", url.expose_secret())
             .env("FLOE__LOG__FILTER", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("starting {}", api.display()))?);
-        let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while !http
-            .get(format!("{base}/readyz"))
+            .get(format!("http://127.0.0.1:{port}/readyz"))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
@@ -113,26 +114,26 @@ impl Bench {
             anyhow::ensure!(Instant::now() < deadline, "floe-api did not become ready");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        Ok((child, port))
+    }
+
+    /// W6: `samples` messages, idle system; push and reply latencies.
+    pub(crate) async fn signal_to_push(
+        &mut self,
+        samples: usize,
+        rep: usize,
+    ) -> anyhow::Result<()> {
+        let (url, _pool) = self.database(&format!("bench_w6_{rep}")).await?;
+        let (_api, port) = self.api(&url, &[]).await?;
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
 
         let mut rng = Lcg(0x5eed_0000 + rep as u64);
         let (mut push, mut reply) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
         let mut user = 0;
         while push.len() < samples {
             user += 1;
-            let session: Value = http
-                .post(format!("{base}/api/session"))
-                .json(&json!({ "display_name": format!("Bench {user}") }))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let token = session["token"].as_str().context("no token")?.to_owned();
-            http.post(format!("{base}/api/workflow/start"))
-                .bearer_auth(&token)
-                .send()
-                .await?
-                .error_for_status()?;
+            let token = super::scale::sign_up(&http, port, user).await?;
             let (mut socket, _) =
                 tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws?token={token}"))
                     .await?;
