@@ -127,6 +127,84 @@ async fn claims_follow_priority_then_age_and_only_registered_kinds(pool: PgPool)
 }
 
 #[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
+async fn across_kinds_priority_then_age_decide_and_the_limit_cuts_across_them(pool: PgPool) {
+    let jobs = vec![
+        NewJob::new("a", json!({"n": "a old"})),
+        NewJob::new("b", json!({"n": "b old"})),
+        NewJob::new("a", json!({"n": "a new"})),
+        NewJob::new("b", json!({"n": "b urgent"})).priority(-1),
+        NewJob::new("c", json!({"n": "c newest"})),
+    ];
+    for job in &jobs {
+        store::enqueue(&pool, job).await.expect("enqueue");
+    }
+    let order = |claimed: Vec<floe_engine::queue::ClaimedJob>| -> Vec<String> {
+        claimed
+            .iter()
+            .map(|j| j.payload["n"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    // A kind named twice is claimed once.
+    let first = store::claim(
+        &pool,
+        "default",
+        &kinds(&["c", "a", "b", "a"]),
+        "w",
+        3,
+        LEASE,
+    )
+    .await
+    .expect("claim");
+    assert_eq!(order(first), ["b urgent", "a old", "b old"]);
+    // What the limit left is still there, and claimable at once.
+    let rest = store::claim(&pool, "default", &kinds(&["a", "b", "c"]), "w", 10, LEASE)
+        .await
+        .expect("claim");
+    assert_eq!(order(rest), ["a new", "c newest"]);
+}
+
+#[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
+async fn concurrent_claims_take_disjoint_full_batches(pool: PgPool) {
+    let batch: Vec<NewJob> = (0..30)
+        .map(|i| NewJob::new(if i % 2 == 0 { "a" } else { "b" }, json!({ "i": i })))
+        .collect();
+    store::enqueue_many(&pool, &batch).await.expect("enqueue");
+    // The first claim's transaction stays open (its rows locked) while the
+    // second claims: the second skips them and takes the next ones.
+    let mut first = pool.begin().await.expect("begin");
+    let a = store::claim(&mut *first, "default", &kinds(&["a", "b"]), "w1", 10, LEASE)
+        .await
+        .expect("claim 1");
+    let b = store::claim(&pool, "default", &kinds(&["a", "b"]), "w2", 10, LEASE)
+        .await
+        .expect("claim 2");
+    first.commit().await.expect("commit");
+    let ids = |jobs: &[floe_engine::queue::ClaimedJob]| -> Vec<i64> {
+        jobs.iter().map(|j| j.id).collect()
+    };
+    assert_eq!((a.len(), b.len()), (10, 10), "both batches are full");
+    assert!(
+        ids(&a).iter().all(|id| !ids(&b).contains(id)),
+        "no job is claimed twice: {:?} / {:?}",
+        ids(&a),
+        ids(&b)
+    );
+    // The first claim took the oldest ten; whatever it locked and left is
+    // claimable again once it committed.
+    let oldest: Vec<i64> = sqlx::query_scalar("SELECT id FROM floe.jobs ORDER BY id LIMIT 10")
+        .fetch_all(&pool)
+        .await
+        .expect("ids");
+    let mut a_ids = ids(&a);
+    a_ids.sort_unstable();
+    assert_eq!(a_ids, oldest);
+    let rest = store::claim(&pool, "default", &kinds(&["a", "b"]), "w3", 100, LEASE)
+        .await
+        .expect("claim 3");
+    assert_eq!(rest.len(), 10, "the last ten are claimed");
+}
+
+#[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
 async fn a_unique_key_enqueues_once_while_waiting_and_is_released_by_the_claim(pool: PgPool) {
     let job = NewJob::new("k", json!({})).unique_key("wf-7");
     let first = store::enqueue(&pool, &job).await.expect("enqueue");

@@ -87,17 +87,21 @@ struct Cli {
     /// Minutes of W9's load (a soak: it runs once, whatever --reps says).
     #[arg(long = "w9-minutes", visible_alias = "minutes", default_value_t = 30.0)]
     w9_minutes: f64,
+    /// The fraction of W1's rate W9 offers (BENCH.md: 0.5, as W4's second
+    /// level).
+    #[arg(long, default_value_t = 0.5)]
+    w9_fraction: f64,
     /// Minutes W9's transaction stays idle, in the middle of the run.
     #[arg(long, default_value_t = 5.0)]
     w9_idle_minutes: f64,
-    /// Workloads to run, comma-separated (ceilings, W1, W1b, W2, W2s, W3, W4, W5, W5b, W6, W6x,
-    /// W6c, W7, W7w, W8, W8x, W9, and floe's own L1 and L2: the LLM ledger and memory). W9 (30
+    /// Workloads to run, comma-separated (ceilings, W1, W1b, W2, W2s, W3, W4, W5, W5b, W6, W6l,
+    /// W6x, W6c, W7, W7w, W8, W8x, W9, and floe's own L1 and L2: the LLM ledger and memory). W9 (30
     /// minutes), W6c (1,000 WebSocket clients) and W8x (100,000 sleeping workflows) only when
     /// named.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceilings,W1,W1b,W2,W2s,W3,W4,W5,W5b,W6,W6x,W7,W7w,W8,L1,L2"
+        default_value = "ceilings,W1,W1b,W2,W2s,W3,W4,W5,W5b,W6,W6l,W6x,W7,W7w,W8,L1,L2"
     )]
     only: Vec<String>,
     /// Write the Markdown report here (between its floe-bench markers).
@@ -226,6 +230,10 @@ fn main() -> anyhow::Result<()> {
             if want("W6") {
                 let result = bench.signal_to_push(cli.w6_samples, rep).await;
                 bench.survive("signal_to_push", result);
+            }
+            if want("W6l") {
+                let result = bench.signal_to_push_loaded(&cli, rep).await;
+                bench.survive("signal_to_push_loaded", result);
             }
             if want("W6x") {
                 let result = bench.two_apis(cli.w6_samples, rep).await;
@@ -450,11 +458,23 @@ impl Bench {
         url: &SecretString,
         extra: &[&str],
     ) -> anyhow::Result<Worker> {
+        self.worker_with(pool, url, extra, &[]).await
+    }
+
+    /// [`Bench::worker`] with environment variables of its own.
+    async fn worker_with(
+        &self,
+        pool: &PgPool,
+        url: &SecretString,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Worker> {
         let listening = || listeners(pool);
         let before = listening().await?;
         let child = Command::new(&self.testbed)
             .args(["--database-migrate", "false"])
             .args(extra)
+            .envs(envs.iter().copied())
             .env("DATABASE_URL", url.expose_secret())
             .env("FLOE__LOG__FILTER", "error")
             .stdout(Stdio::null())

@@ -169,14 +169,7 @@ async fn connect(
     post_port: u16,
     faults: Arc<Faults>,
 ) -> anyhow::Result<Person> {
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{ws_port}/ws?token={token}"))
-            .await?;
-    socket
-        .send(Frame::Text(
-            json!({ "type": "hello", "after": 0 }).to_string().into(),
-        ))
-        .await?;
+    let mut socket = super::push::open_chat(ws_port, &token).await?;
     let (send, messages) = mpsc::unbounded_channel();
     let mine = format!("p{index}-");
     let reader = tokio::spawn(async move {
@@ -236,19 +229,8 @@ impl Person {
         self.sent += 1;
         let client_id = format!("p{}-{}", self.index, uuid::Uuid::new_v4());
         let started = Instant::now();
-        let posted: Value = http
-            .post(format!(
-                "http://127.0.0.1:{}/api/chat/message",
-                self.post_port
-            ))
-            .bearer_auth(&self.token)
-            .json(&json!({ "content": text, "client_id": client_id }))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let seq = posted["seq"].as_i64().context("no seq")?;
+        let seq =
+            super::push::post_message(http, self.post_port, &self.token, text, &client_id).await?;
         self.message_where(|m| m["client_id"] == client_id.as_str())
             .await?;
         let push = started.elapsed().as_secs_f64() * 1000.0;

@@ -48,6 +48,15 @@ const PROBE_RATE: f64 = 200.0;
 /// Shortest time between two sends of one producer: above ~800 jobs/s
 /// they go in batches of what is due.
 const MIN_GAP: Duration = Duration::from_millis(5);
+/// Most jobs one producer statement enqueues. A producer that fell behind
+/// has many jobs due at once; sent in one statement (the first W9 did:
+/// ~670,000 rows each after a stall), they are one long transaction whose
+/// uncommitted rows sort at the head of the queue (`run_at` is the
+/// transaction's start), so every claim stepped over them until it
+/// committed: the queue stood still for minutes and the producers fell
+/// further behind. An application enqueues that way only by mistake
+/// (docs/queue.md).
+const MAX_BATCH: usize = 1_000;
 /// W4's backlog sampling interval.
 const BACKLOG_EVERY: Duration = Duration::from_millis(250);
 /// W9's statistics sampling interval (the backlog once a minute).
@@ -118,9 +127,11 @@ async fn produce(
                 noops += 1;
             }
         }
-        if noops > 0 {
-            let batch = vec![NewJob::new("floe.noop", json!({})); noops];
+        while noops > 0 {
+            let n = noops.min(MAX_BATCH);
+            let batch = vec![NewJob::new("floe.noop", json!({})); n];
             store::enqueue_many(&mut conn, &batch).await?;
+            noops -= n;
         }
         sent.fetch_add((due - k) as u64, Ordering::Relaxed);
         k = due;
@@ -132,7 +143,7 @@ async fn produce(
 
 /// The jobs in `floe.jobs` (waiting, running, or finished but not yet
 /// acknowledged), counted.
-async fn backlog(pool: &PgPool) -> sqlx::Result<i64> {
+pub(crate) async fn backlog(pool: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM floe.jobs")
         .fetch_one(pool)
         .await
@@ -151,8 +162,8 @@ async fn backlog_estimate(pool: &PgPool) -> sqlx::Result<i64> {
 }
 
 /// An open-loop load in progress.
-struct Load {
-    t0: Instant,
+pub(crate) struct Load {
+    pub(crate) t0: Instant,
     sent: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     producers: Vec<JoinHandle<anyhow::Result<Produced>>>,
@@ -160,11 +171,11 @@ struct Load {
 }
 
 /// What a load did.
-struct Loaded {
+pub(crate) struct Loaded {
     /// Jobs enqueued.
-    sent: u64,
+    pub(crate) sent: u64,
     /// From the first due job until the last producer finished.
-    secs: f64,
+    pub(crate) secs: f64,
     probes: Vec<Probe>,
     lags: Vec<f64>,
     /// Backlog samples (W4).
@@ -172,7 +183,7 @@ struct Loaded {
 }
 
 impl Load {
-    fn start(
+    pub(crate) fn start(
         url: &SecretString,
         pool: &PgPool,
         rate: f64,
@@ -209,7 +220,7 @@ impl Load {
     }
 
     /// Waits for the producers to send their last jobs.
-    async fn finish(self) -> anyhow::Result<Loaded> {
+    pub(crate) async fn finish(self) -> anyhow::Result<Loaded> {
         let mut probes = Vec::new();
         let mut lags = Vec::new();
         let mut failed = None;
@@ -306,18 +317,36 @@ async fn table_sample(pool: &PgPool, at: f64) -> sqlx::Result<TableSample> {
     })
 }
 
-/// A W9 minute mark: jobs sent and left in the table.
+/// A W9 minute mark: jobs sent, and jobs completed (deleted) so far.
 #[derive(Clone, Copy)]
 struct Mark {
     at: f64,
     sent: u64,
-    backlog: i64,
+    deleted: i64,
 }
 
 impl Mark {
     fn done(&self) -> f64 {
-        self.sent as f64 - self.backlog as f64
+        self.deleted as f64
     }
+
+    fn backlog(&self) -> i64 {
+        self.sent as i64 - self.deleted
+    }
+}
+
+/// Jobs completed so far: rows deleted from `floe.jobs` (the statistics
+/// counter, a second behind at most). W9's first runs estimated the
+/// backlog from the span of ids left, which a single job sent back to the
+/// queue (a lease that expired during the idle transaction) pinned at its
+/// low end: "0 jobs/s done" for minutes while the worker completed
+/// thousands a second.
+async fn deleted(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT n_tup_del FROM pg_stat_user_tables WHERE relid = 'floe.jobs'::regclass",
+    )
+    .fetch_one(pool)
+    .await
 }
 
 impl Bench {
@@ -325,7 +354,7 @@ impl Bench {
     /// median in this run, else one W1 measured now (printed, kept out of
     /// the table). Measured once per run, so that every repetition offers
     /// the same load.
-    async fn w1_rate(&mut self, cli: &Cli, rep: usize) -> anyhow::Result<f64> {
+    pub(crate) async fn w1_rate(&mut self, cli: &Cli, rep: usize) -> anyhow::Result<f64> {
         if let Some(rate) = cli.w1_rate.or(self.w1_rate) {
             return Ok(rate);
         }
@@ -420,7 +449,7 @@ impl Bench {
     /// W9: W4 at 50 % of W1 for `--w9-minutes`, a transaction idle for
     /// `--w9-idle-minutes` in the middle.
     pub(crate) async fn soak(&mut self, cli: &Cli, rep: usize) -> anyhow::Result<()> {
-        let rate = self.w1_rate(cli, rep).await? / 2.0;
+        let rate = self.w1_rate(cli, rep).await? * cli.w9_fraction;
         let secs = cli.w9_minutes * 60.0;
         let idle_secs = (cli.w9_idle_minutes * 60.0).min(secs);
         let idle_from = (secs - idle_secs) / 2.0;
@@ -459,7 +488,7 @@ impl Bench {
         let mut marks = vec![Mark {
             at: 0.0,
             sent: 0,
-            backlog: 0,
+            deleted: deleted(&pool).await?,
         }];
         let mut tick = 1u32;
         loop {
@@ -473,7 +502,7 @@ impl Bench {
                 let mark = Mark {
                     at: since(),
                     sent,
-                    backlog: backlog_estimate(&pool).await?,
+                    deleted: deleted(&pool).await?,
                 };
                 let prev = marks.last().copied().unwrap_or(mark);
                 eprintln!(
@@ -481,7 +510,7 @@ impl Bench {
                     mark.at / 60.0,
                     (mark.sent - prev.sent) as f64 / (mark.at - prev.at),
                     (mark.done() - prev.done()) / (mark.at - prev.at),
-                    mark.backlog,
+                    mark.backlog(),
                     sample.dead,
                     sample.bytes as f64 / MIB,
                     sample.xmin_age
@@ -522,7 +551,7 @@ impl Bench {
                 "offered_per_s": (b.sent - a.sent) as f64 / (b.at - a.at),
                 "done_per_s": (b.done() - a.done()) / (b.at - a.at),
                 "p50_ms": percentile(&mut ms, 50.0), "p99_ms": percentile(&mut ms, 99.0),
-                "probes": ms.len(), "backlog": b.backlog,
+                "probes": ms.len(), "backlog": b.backlog(),
                 "n_live_tup": end.live, "n_dead_tup": end.dead,
                 "n_dead_tup_peak": within.iter().map(|t| t.dead).max().unwrap_or(0),
                 "jobs_bytes": end.bytes, "oldest_xmin_age": end.xmin_age,
@@ -568,7 +597,7 @@ impl Bench {
             "rep": rep, "minutes": cli.w9_minutes, "offered_per_s": rate, "jobs": loaded.sent,
             "idle_tx": { "xid": xid, "from_min": idle_began / 60.0, "to_min": idle_ended / 60.0 },
             "window_min": w, "last_autovacuum": last_autovacuum.map(|t| t.to_string()),
-            "autoanalyze_count": autoanalyzes, "max_backlog": marks.iter().map(|m| m.backlog).max(),
+            "autoanalyze_count": autoanalyzes, "max_backlog": marks.iter().map(Mark::backlog).max(),
             "p99_overall_ms": percentile(&mut all, 99.0),
         });
         let figures = [
