@@ -53,6 +53,11 @@ async fn scalar(pool: &PgPool, sql: &str) -> sqlx::Result<i64> {
         .await
 }
 
+/// A failing count: the value `sql` (a `count(*)`) returns.
+async fn counted(pool: &PgPool, what: &str, sql: &str) -> sqlx::Result<Count> {
+    Ok(check(what, scalar(pool, sql).await?))
+}
+
 async fn for_users(pool: &PgPool, sql: &str, users: &[String]) -> sqlx::Result<i64> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(users)
@@ -76,10 +81,10 @@ pub async fn run(pool: &PgPool, expected: &Expected<'_>) -> sqlx::Result<Vec<Cou
         "pipelines not completed",
         expected.pipelines - completed,
     ));
-    out.push(check(
-        "pipelines without exactly 7 transitions (start, s1..s3 once each, a1..a3 once each)",
-        scalar(
+    out.push(
+        counted(
             pool,
+            "pipelines without exactly 7 transitions (start, s1..s3 once each, a1..a3 once each)",
             "SELECT count(*) FROM (
                SELECT w.id FROM floe.workflows w LEFT JOIN floe.history h ON h.workflow_id = w.id
                 WHERE w.kind = 'test.pipeline' AND w.key LIKE 'chaos-pipeline-%'
@@ -90,7 +95,7 @@ pub async fn run(pool: &PgPool, expected: &Expected<'_>) -> sqlx::Result<Vec<Cou
                    OR count(*) FILTER (WHERE h.event = 'activity') <> 3) x",
         )
         .await?,
-    ));
+    );
     let onboardings = for_users(
         pool,
         "SELECT count(*) FROM floe.workflow_instances i JOIN floe.workflows w ON w.id = i.run_id
@@ -104,32 +109,18 @@ pub async fn run(pool: &PgPool, expected: &Expected<'_>) -> sqlx::Result<Vec<Cou
     ));
 
     // Every inbox event applied exactly once (all workflows).
-    out.push(check(
-        "inbox events without their one history entry",
-        scalar(
+    out.push(counted(pool, "inbox events without their one history entry", "SELECT count(*) FROM floe.inbox i
+              WHERE NOT EXISTS (SELECT 1 FROM floe.history h WHERE h.workflow_id = i.workflow_id AND h.seq = i.seq)").await?);
+    out.push(counted(pool, "history entries without an inbox event", "SELECT count(*) FROM floe.history h
+              WHERE NOT EXISTS (SELECT 1 FROM floe.inbox i WHERE i.workflow_id = h.workflow_id AND i.seq = h.seq)").await?);
+    out.push(
+        counted(
             pool,
-            "SELECT count(*) FROM floe.inbox i
-              WHERE NOT EXISTS (SELECT 1 FROM floe.history h WHERE h.workflow_id = i.workflow_id AND h.seq = i.seq)",
-        )
-        .await?,
-    ));
-    out.push(check(
-        "history entries without an inbox event",
-        scalar(
-            pool,
-            "SELECT count(*) FROM floe.history h
-              WHERE NOT EXISTS (SELECT 1 FROM floe.inbox i WHERE i.workflow_id = h.workflow_id AND i.seq = h.seq)",
-        )
-        .await?,
-    ));
-    out.push(check(
-        "workflows with applied_seq <> next_seq",
-        scalar(
-            pool,
+            "workflows with applied_seq <> next_seq",
             "SELECT count(*) FROM floe.workflows WHERE applied_seq <> next_seq",
         )
         .await?,
-    ));
+    );
 
     // The people's messages: each acknowledged one stored once, with the
     // number it was acknowledged with; none stored that no client sent.
@@ -223,16 +214,9 @@ pub async fn run(pool: &PgPool, expected: &Expected<'_>) -> sqlx::Result<Vec<Cou
         )
         .await?,
     ));
-    out.push(check(
-        "chat.reply results without their stored message",
-        scalar(
-            pool,
-            "SELECT count(*) FROM floe.activities a
+    out.push(counted(pool, "chat.reply results without their stored message", "SELECT count(*) FROM floe.activities a
               WHERE a.name = 'chat.reply' AND a.status = 'completed'
-                AND NOT EXISTS (SELECT 1 FROM floe.messages m WHERE m.source_key = a.workflow_id || ':' || a.activity_id)",
-        )
-        .await?,
-    ));
+                AND NOT EXISTS (SELECT 1 FROM floe.messages m WHERE m.source_key = a.workflow_id || ':' || a.activity_id)").await?);
     out.push(check(
         "completed onboardings without exactly one inbox item",
         for_users(
@@ -255,15 +239,8 @@ pub async fn run(pool: &PgPool, expected: &Expected<'_>) -> sqlx::Result<Vec<Cou
     ));
 
     // The LLM ledger.
-    out.push(check(
-        "LLM calls recorded more than once per (activity, attempt, step)",
-        scalar(
-            pool,
-            "SELECT count(*) FROM (SELECT 1 FROM floe.llm_calls
-                                    GROUP BY workflow_id, activity_id, attempt, step HAVING count(*) > 1) x",
-        )
-        .await?,
-    ));
+    out.push(counted(pool, "LLM calls recorded more than once per (activity, attempt, step)", "SELECT count(*) FROM (SELECT 1 FROM floe.llm_calls
+                                    GROUP BY workflow_id, activity_id, attempt, step HAVING count(*) > 1) x").await?);
     let answered = scalar(
         pool,
         "SELECT count(*) FROM floe.llm_calls WHERE status = 'ok'",
@@ -312,26 +289,27 @@ pub async fn run(pool: &PgPool, expected: &Expected<'_>) -> sqlx::Result<Vec<Cou
         "jobs leased by a worker that is not alive",
         orphaned as i64,
     ));
-    out.push(check(
-        "activities stranded: no result, and no job left to run them (the workflow waits forever)",
-        scalar(
-            pool,
-            "SELECT count(*) FROM floe.activities a
+    out.push(counted(pool, "activities stranded: no result, and no job left to run them (the workflow waits forever)", "SELECT count(*) FROM floe.activities a
               WHERE a.status = 'scheduled'
                 AND NOT EXISTS (SELECT 1 FROM floe.jobs j
                                  WHERE j.kind = 'floe.activity' AND j.state <> 'dead'
                                    AND j.payload ->> 'workflow_id' = a.workflow_id::text
-                                   AND j.payload ->> 'activity_id' = a.activity_id)",
+                                   AND j.payload ->> 'activity_id' = a.activity_id)").await?);
+    out.push(
+        counted(
+            pool,
+            "dead jobs",
+            "SELECT count(*) FROM floe.jobs WHERE state = 'dead'",
         )
         .await?,
-    ));
-    out.push(check(
-        "dead jobs",
-        scalar(pool, "SELECT count(*) FROM floe.jobs WHERE state = 'dead'").await?,
-    ));
-    out.push(check(
-        "jobs not finished",
-        scalar(pool, "SELECT count(*) FROM floe.jobs WHERE state <> 'dead'").await?,
-    ));
+    );
+    out.push(
+        counted(
+            pool,
+            "jobs not finished",
+            "SELECT count(*) FROM floe.jobs WHERE state <> 'dead'",
+        )
+        .await?,
+    );
     Ok(out)
 }
