@@ -9,7 +9,7 @@ use floe_engine::workflow::advance::advance_many;
 use floe_engine::workflow::replay::replay;
 use floe_engine::workflow::store;
 use floe_engine::workflow::upgrade::upgrade_open;
-use floe_engine::workflow::{Ctx, Event, Registry, Transition, Workflow};
+use floe_engine::workflow::{Ctx, Event, Registry, Status, Transition, Workflow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -165,6 +165,21 @@ async fn pending(pool: &PgPool, id: Uuid) -> i64 {
     .expect("pending")
 }
 
+/// The only job about workflow `id` is an advance job a little later.
+async fn assert_looked_at_again_later(pool: &PgPool, id: Uuid) {
+    let again: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT kind, state::text, run_at > now() FROM floe.jobs WHERE unique_key = $1",
+    )
+    .bind(id.to_string())
+    .fetch_all(pool)
+    .await
+    .expect("jobs");
+    assert_eq!(
+        again,
+        [("floe.advance".to_owned(), "scheduled".to_owned(), true)]
+    );
+}
+
 /// A workflow run by version 1 to `{"count": 5}`.
 async fn counted_by_v1(pool: &PgPool, key: &str) -> Uuid {
     let id = start(pool, key, 1).await;
@@ -281,17 +296,7 @@ async fn an_older_build_leaves_a_newer_state_untouched_for_a_newer_worker(pool: 
     assert_eq!(untouched.context, json!({ "total": 4 }));
     assert_eq!(untouched.definition_version, 2);
     assert_eq!(pending(&pool, id).await, 1);
-    let again: Vec<(String, String, bool)> = sqlx::query_as(
-        "SELECT kind, state::text, run_at > now() FROM floe.jobs WHERE unique_key = $1",
-    )
-    .bind(id.to_string())
-    .fetch_all(&pool)
-    .await
-    .expect("jobs");
-    assert_eq!(
-        again,
-        [("floe.advance".to_owned(), "scheduled".to_owned(), true)]
-    );
+    assert_looked_at_again_later(&pool, id).await;
 
     // A version-2 worker applies it.
     advance_many(&pool, &registry::<V2>(), &[id], &[])
@@ -337,4 +342,38 @@ async fn a_failing_upgrade_is_reported_by_the_dry_run_and_changes_nothing(pool: 
         .await
         .expect("advance");
     assert_eq!(row(&pool, id).await.context, json!({ "total": 6 }));
+}
+
+#[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
+async fn a_worker_without_the_kind_leaves_it_for_a_worker_that_registered_it(pool: PgPool) {
+    // Another worker (an API process with the onboarding, say) runs this
+    // kind and registered it; this one runs other kinds only.
+    store::register_definitions(&pool, &registry::<V2>(), "other worker")
+        .await
+        .expect("register");
+    let id = start(&pool, "elsewhere", 2).await;
+    add(&pool, id, 4).await;
+    sqlx::query("DELETE FROM floe.jobs")
+        .execute(&pool)
+        .await
+        .expect("clear");
+    let done = advance_many(&pool, &Registry::new(), &[id], &[])
+        .await
+        .expect("advance");
+    assert_eq!(done[0].1.applied, 0);
+    let untouched = row(&pool, id).await;
+    assert_eq!(
+        (untouched.status, untouched.version, untouched.error),
+        (Status::Running, 0, None),
+        "not failed, nothing applied"
+    );
+    assert_eq!(pending(&pool, id).await, 2, "start and signal wait");
+    assert_looked_at_again_later(&pool, id).await;
+
+    // The worker that has it applies both.
+    advance_many(&pool, &registry::<V2>(), &[id], &[])
+        .await
+        .expect("advance");
+    assert_eq!(row(&pool, id).await.context, json!({ "total": 4 }));
+    assert_eq!(pending(&pool, id).await, 0);
 }

@@ -2,14 +2,14 @@
 //! its claims honest: the completer (batched acknowledgements) and the
 //! heartbeat (lease extension).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use floe_engine::queue::listener::Wakers;
 use floe_engine::queue::{Lease, store};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::handlers::Registry;
@@ -219,38 +219,86 @@ async fn write(shared: &Shared, batch: &[Outcome]) -> sqlx::Result<()> {
 }
 
 /// Extends this process's leases every third of a lease until `stop`.
+///
+/// It keeps a connection of its own rather than borrowing one from the
+/// pool: when claimers and the completer hold every pooled connection (a
+/// long lock wait, a slow `DELETE` behind an idle transaction), a borrowed
+/// one arrives only after the pool's acquire timeout, and W9 saw 137,677
+/// leases of a live worker expire that way and their jobs run twice. A
+/// failed or stuck extension is retried within a quarter second, doubling
+/// up to the normal interval, on a new connection, so one dropped
+/// connection or a restart of PostgreSQL costs a moment, not a third of
+/// the lease.
 pub async fn run_heartbeat(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let every = shared.settings.heartbeat();
+    let first_retry = Duration::from_millis(250).min(every);
+    let mut conn: Option<PgConnection> = None;
+    let mut wait = every;
+    let mut retry = first_retry;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => break,
         }
         let held = shared.held();
         if held.is_empty() {
+            wait = every;
             continue;
         }
-        match store::heartbeat(&shared.pool, &held, shared.settings.lease()).await {
-            Ok(extended) if extended.len() < held.len() => {
-                let lost: Vec<Lease> = held
-                    .into_iter()
-                    .filter(|l| !extended.contains(&l.id))
-                    .collect();
-                // Finished meanwhile (the completer forgets those) or lost.
-                let still_held: Vec<Lease> = {
-                    let now = shared.held();
-                    lost.into_iter().filter(|l| now.contains(l)).collect()
-                };
-                // Either finished a moment ago (the completer has not
-                // forgotten it yet) or really lost; a lost one's completion
-                // is refused and logged then.
-                for lease in &still_held {
-                    tracing::debug!(job_id = lease.id, "lease not extended: finished or lost");
+        match tokio::time::timeout(every, extend(&shared, &mut conn, &held)).await {
+            Ok(Ok(extended)) => {
+                wait = every;
+                retry = first_retry;
+                if extended.len() < held.len() {
+                    forget_lost(&shared, held, &extended);
                 }
-                shared.forget(&still_held);
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, leases = held.len(), "heartbeat failed; retrying"),
+            failed => {
+                // A connection that failed, or was cut off mid-statement by
+                // the timeout, is not used again.
+                conn = None;
+                let error = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {} ms", every.as_millis()),
+                };
+                wait = retry;
+                retry = (retry * 2).min(every);
+                tracing::warn!(%error, leases = held.len(), retry_in_ms = wait.as_millis() as u64,
+                    "heartbeat failed; retrying");
+            }
         }
     }
+    if let Some(conn) = conn {
+        let _ = conn.close().await;
+    }
+}
+
+/// One extension of `held` on the heartbeat's own connection, opened (with
+/// the pool's options) when there is none.
+async fn extend(
+    shared: &Shared,
+    conn: &mut Option<PgConnection>,
+    held: &[Lease],
+) -> sqlx::Result<Vec<i64>> {
+    let conn = match conn {
+        Some(conn) => conn,
+        None => conn.insert(PgConnection::connect_with(&shared.pool.connect_options()).await?),
+    };
+    store::heartbeat(conn, held, shared.settings.lease()).await
+}
+
+/// Forgets the leases of `held` that were not extended and are still held:
+/// either finished a moment ago (the completer has not forgotten them yet)
+/// or really lost; a lost one's completion is refused and logged then.
+fn forget_lost(shared: &Shared, held: Vec<Lease>, extended: &[i64]) {
+    let extended: HashSet<i64> = extended.iter().copied().collect();
+    let now: HashSet<Lease> = shared.held().into_iter().collect();
+    let lost: Vec<Lease> = held
+        .into_iter()
+        .filter(|l| !extended.contains(&l.id) && now.contains(l))
+        .collect();
+    for lease in &lost {
+        tracing::debug!(job_id = lease.id, "lease not extended: finished or lost");
+    }
+    shared.forget(&lost);
 }

@@ -105,7 +105,6 @@ impl Worker {
 
         let mut services = JoinSet::new();
         services.spawn(listener::run(self.pool.clone(), wakers, stop.clone()));
-        services.spawn(runtime::run_heartbeat(shared.clone(), stop.clone()));
         services.spawn(maintenance::run_scheduler(shared.clone(), stop.clone()));
         services.spawn(maintenance::run_rescuer(shared.clone(), stop.clone()));
         services.spawn(crate::metrics::run_refresher(shared.clone(), stop.clone()));
@@ -130,10 +129,17 @@ impl Worker {
                 }
             });
         }
-        // The registry heartbeat outlives the drain below: it stops, and
-        // deregisters, last.
+        // The registry heartbeat and the lease heartbeat outlive the drain
+        // below: jobs still running on shutdown keep their leases (another
+        // worker's rescuer would otherwise run them a second time), and the
+        // registry row says this worker is alive while it holds work. Both
+        // stop last.
         let (presence_stop_tx, presence_stop) = watch::channel(false);
-        let presence = tokio::spawn(maintenance::run_presence(shared.clone(), presence_stop));
+        let presence = tokio::spawn(maintenance::run_presence(
+            shared.clone(),
+            presence_stop.clone(),
+        ));
+        let leases = tokio::spawn(runtime::run_heartbeat(shared.clone(), presence_stop));
         let (completer_stop_tx, completer_stop) = watch::channel(false);
         let completer = tokio::spawn(runtime::run_completer(
             shared.clone(),
@@ -190,6 +196,9 @@ impl Worker {
         let _ = presence_stop_tx.send(true);
         if let Err(e) = presence.await {
             tracing::warn!(error = %e, "presence heartbeat failed");
+        }
+        if let Err(e) = leases.await {
+            tracing::warn!(error = %e, "lease heartbeat failed");
         }
         drop(shared);
         tracing::info!("worker stopped");

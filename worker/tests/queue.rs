@@ -412,3 +412,100 @@ async fn shutdown_finishes_running_jobs_and_releases_the_prefetched_ones() {
         "the 20 prefetched are back, their attempt uncounted"
     );
 }
+
+#[tokio::test]
+async fn jobs_still_running_on_shutdown_keep_their_leases_and_run_once() {
+    let (url, pool) = database().await;
+    store::enqueue_many(&pool, &record_jobs(2, 4_000))
+        .await
+        .expect("enqueue");
+    let stopping = Testbed::start(
+        &url,
+        &[
+            "--concurrency",
+            "2",
+            "--prefetch",
+            "0",
+            "--lease-ms",
+            "1000",
+        ],
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            running_jobs(&pool).await == 2
+        })
+        .await,
+        "both jobs running"
+    );
+    // A second worker whose rescuer would take back a lease that expires
+    // while the first one drains its running jobs.
+    let other = Testbed::start(&url, &["--prefetch", "0", "--lease-ms", "1000"]);
+    let log = stopping.stop();
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM testbed_runs").await,
+        2,
+        "the running jobs finished on the stopping worker:\n{log}"
+    );
+    // Past several leases: a rescue, had there been one, has happened.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let other_log = other.stop();
+    assert_eq!(jobs_left(&pool).await, 0, "{other_log}");
+    assert_each_ran_once(&pool, 2).await;
+}
+
+#[tokio::test]
+async fn leases_are_extended_while_every_pooled_connection_is_busy() {
+    use floe_worker::handlers::Registry;
+    use floe_worker::runtime::{Shared, run_heartbeat};
+    use floe_worker::settings::WorkerSettings;
+
+    let (url, pool) = database().await;
+    store::enqueue_many(&pool, &record_jobs(3, 0))
+        .await
+        .expect("enqueue");
+    let lease = Duration::from_millis(1_500);
+    // The worker's pool has one connection, and something else holds it
+    // for longer than a lease (a claimer stuck behind a lock, say).
+    let busy = floe_engine::db::connect(&url, 1, Duration::from_secs(10))
+        .await
+        .expect("connect");
+    let settings = WorkerSettings {
+        lease_ms: lease.as_millis() as u64,
+        ..WorkerSettings::default()
+    };
+    let (shared, _outcomes) = Shared::new(
+        busy.clone(),
+        settings,
+        Registry::new(),
+        floe_engine::queue::listener::Wakers::new(),
+    );
+    let claimed = store::claim(
+        &pool,
+        "default",
+        &["test.record".to_owned()],
+        &shared.owner,
+        10,
+        lease,
+    )
+    .await
+    .expect("claim");
+    assert_eq!(claimed.len(), 3);
+    shared.hold(claimed.iter().map(|j| j.lease()));
+    let held_elsewhere = busy.acquire().await.expect("the pool's only connection");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let heartbeat = tokio::spawn(run_heartbeat(shared.clone(), stop));
+
+    // Three leases long, while the pool has nothing to lend.
+    tokio::time::sleep(lease * 3).await;
+    let expired = scalar(
+        &pool,
+        "SELECT count(*) FROM floe.jobs WHERE state = 'running' AND lease_expires_at < now()",
+    )
+    .await;
+    let rescued = store::rescue_expired(&pool, 100).await.expect("rescue");
+    let _ = stop_tx.send(true);
+    heartbeat.await.expect("heartbeat stops");
+    drop(held_elsewhere);
+    assert_eq!((expired, rescued), (0, 0), "no lease expired");
+    assert_eq!(running_jobs(&pool).await, 3, "all three still leased");
+}

@@ -243,22 +243,47 @@ pub async fn advance(pool: &PgPool, registry: &Registry, id: Uuid) -> store::Res
 /// it again (see [`defer_incompatible`]).
 pub const INCOMPATIBLE_RETRY: time::Duration = time::Duration::seconds(5);
 
-/// The workflows among `rows` whose stored state this build cannot take: a
-/// newer definition version stored it (during a rolling deploy), or this
-/// build's upgrade from its older version fails. Their events stay pending,
-/// untouched, and an advance job looks at them again after
-/// [`INCOMPATIBLE_RETRY`]: a worker of the right version (or a fixed
-/// build) carries on. Nothing is applied with the wrong code, and nothing
-/// fails for a deploy's mistake; `floe upgrade --dry-run` finds these first.
+/// The workflows among `rows` this build cannot run: a newer definition
+/// version stored their state (during a rolling deploy), this build's
+/// upgrade from their older version fails, or this build has no definition
+/// of their kind while another worker registered one (a pool of workers
+/// with different kinds, or a deploy that adds a kind). Their events stay
+/// pending, untouched, and an advance job looks at them again after
+/// [`INCOMPATIBLE_RETRY`]: a worker of the right version or kind (or a
+/// fixed build) carries on. Nothing is applied with the wrong code, and
+/// nothing fails for a deploy's mistake; `floe upgrade --dry-run` finds
+/// these first. A kind no worker ever registered fails its workflow when
+/// applied (see [`step`]).
 async fn defer_incompatible(
     conn: &mut PgConnection,
     registry: &Registry,
     rows: &[WorkflowRow],
 ) -> store::Result<Vec<Uuid>> {
-    let newer: Vec<&WorkflowRow> = rows
-        .iter()
-        .filter(|r| !r.status.is_finished())
+    let open = || rows.iter().filter(|r| !r.status.is_finished());
+    let mut unknown: Vec<&str> = open()
+        .filter(|r| registry.get(&r.kind).is_none())
+        .map(|r| r.kind.as_str())
+        .collect();
+    let elsewhere: Vec<String> = if unknown.is_empty() {
+        Vec::new()
+    } else {
+        unknown.sort_unstable();
+        unknown.dedup();
+        sqlx::query_scalar!(
+            "SELECT kind FROM floe.definitions WHERE kind = ANY($1)",
+            &unknown as &[&str]
+        )
+        .fetch_all(&mut *conn)
+        .await?
+    };
+    let newer: Vec<&WorkflowRow> = open()
         .filter(|r| match registry.get(&r.kind) {
+            None if elsewhere.contains(&r.kind) => {
+                tracing::warn!(workflow_id = %r.id, kind = %r.kind,
+                    "no definition of this kind in this build, but another worker registered one; left for it");
+                true
+            }
+            None => false,
             Some(d) if d.version() < r.definition_version => {
                 tracing::warn!(workflow_id = %r.id, kind = %r.kind, stored = r.definition_version,
                     "stored by a newer definition version than this build's; left for a newer worker");
@@ -274,7 +299,7 @@ async fn defer_incompatible(
                     }
                 }
             }
-            _ => false,
+            Some(_) => false,
         })
         .collect();
     if newer.is_empty() {

@@ -185,9 +185,10 @@ impl Bench {
         let rate = self.w1_rate(cli, rep).await? / 2.0;
         let (url, pool) = self.database(&format!("bench_w6l_{rep}")).await?;
         let (_api, port) = self.api(&url, &[]).await?;
-        // It takes the chat's jobs too (the queue is shared), so it must know
-        // the onboarding workflow: a worker without a kind's definition fails
-        // that workflow (docs/workflows.md).
+        // It takes the chat's jobs too (the queue is shared), so it knows the
+        // onboarding workflow: a worker without a kind's definition leaves
+        // the workflow's events for another worker and looks again 5 s later
+        // (docs/workflows.md), which would measure that wait, not the push.
         let _worker = self
             .worker_with(
                 &pool,
