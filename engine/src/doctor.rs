@@ -266,3 +266,63 @@ pub async fn backlog(db: impl PgExecutor<'_>) -> sqlx::Result<Backlog> {
         oldest_event_secs: r.oldest_event.map(|s| s.max(0.0)),
     })
 }
+
+/// A transaction open long enough to hold back vacuum: while it has a
+/// snapshot or a transaction id, no row version deleted after it started
+/// can be removed, so the queue's dead jobs pile up and every claim walks
+/// them (docs/BENCHMARKS.md, W9: a 5-minute idle transaction cut completion
+/// from 8,500 to 770 jobs/s).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OldTransaction {
+    /// The session's process id; `None` for a prepared transaction.
+    pub pid: Option<i32>,
+    /// Who: the session's `application_name` and user, or the prepared
+    /// transaction's name.
+    pub who: String,
+    /// The session's state (`idle in transaction`, `active`, …) or
+    /// `prepared`.
+    pub state: String,
+    /// Seconds it has been open.
+    pub open_secs: f64,
+}
+
+/// Sessions of this database (and prepared transactions) whose transaction
+/// has been open for more than `threshold` and holds back vacuum, the
+/// oldest first. Only client sessions count: a vacuum's own snapshot does
+/// not hold back other vacuums. Without `pg_read_all_stats`, other roles'
+/// sessions show no transaction start and are not seen.
+pub async fn old_transactions(
+    db: impl PgExecutor<'_>,
+    threshold: Duration,
+) -> sqlx::Result<Vec<OldTransaction>> {
+    let rows = sqlx::query!(
+        r#"
+        SELECT pid, coalesce(nullif(application_name, ''), 'no application name') || ' as ' || coalesce(usename::text, '?') AS "who!",
+               coalesce(state, 'unknown') AS "state!",
+               extract(epoch FROM now() - xact_start)::float8 AS "open_secs!"
+          FROM pg_stat_activity
+         WHERE datname = current_database() AND backend_type = 'client backend'
+           AND pid <> pg_backend_pid()
+           AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL)
+           AND xact_start < now() - make_interval(secs => $1)
+        UNION ALL
+        SELECT NULL, 'prepared transaction ' || gid || ' as ' || owner::text, 'prepared',
+               extract(epoch FROM now() - prepared)::float8
+          FROM pg_prepared_xacts
+         WHERE database = current_database() AND prepared < now() - make_interval(secs => $1)
+         ORDER BY 4 DESC
+        "#,
+        secs(threshold),
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| OldTransaction {
+            pid: r.pid,
+            who: r.who,
+            state: r.state,
+            open_secs: r.open_secs,
+        })
+        .collect())
+}

@@ -601,6 +601,7 @@ async fn doctor_sees_live_workers_and_stuck_work() {
             "failures",
             "leases",
             "migrations",
+            "vacuum",
             "workers"
         ]
     );
@@ -621,7 +622,7 @@ async fn doctor_sees_live_workers_and_stuck_work() {
             .is_some_and(|l| l.starts_with("ok    database")),
         "{run:?}"
     );
-    assert!(run.stdout.ends_with("all 8 checks ok\n"), "{run:?}");
+    assert!(run.stdout.ends_with("all 9 checks ok\n"), "{run:?}");
 
     // A clean shutdown deregisters: no worker, a failure.
     worker.signal(nix::sys::signal::Signal::SIGTERM);
@@ -691,10 +692,56 @@ async fn doctor_sees_live_workers_and_stuck_work() {
         run.stdout
     );
     assert!(
-        run.stdout.ends_with("0 failed, 1 warning, 7 ok\n"),
+        run.stdout.ends_with("0 failed, 1 warning, 8 ok\n"),
         "{}",
         run.stdout
     );
+}
+
+#[tokio::test]
+async fn doctor_warns_of_a_transaction_that_holds_back_vacuum() {
+    use sqlx::{Connection, PgConnection};
+
+    let (url, pool) = database().await;
+    let vacuum = |run: Run| checks(&run.json())["vacuum"].clone();
+    let threshold = ["doctor", "--json", "--stuck-after", "1"];
+    assert_eq!(vacuum(floe(&url, &threshold)).0, "ok");
+
+    // An application that began a transaction, wrote, and went idle.
+    let mut idle = PgConnection::connect(expose(&url)).await.expect("connect");
+    sqlx::raw_sql("SET application_name = 'forgetful'; BEGIN; SELECT txid_current();")
+        .execute(&mut idle)
+        .await
+        .expect("begin");
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut idle)
+        .await
+        .expect("pid");
+    // A session that only reads between statements holds nothing back.
+    let mut reader = PgConnection::connect(expose(&url)).await.expect("connect");
+    sqlx::raw_sql("BEGIN; SELECT 1;")
+        .execute(&mut reader)
+        .await
+        .expect("begin");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    // (No worker runs here: the doctor's exit code is the workers' 2.)
+    let (status, reason) = vacuum(floe(&url, &threshold));
+    assert_eq!(status, "warn");
+    assert!(
+        reason.starts_with("1 transaction open for more than 1s")
+            && reason.contains(&format!("pid {pid}, forgetful as "))
+            && reason.contains("idle in transaction")
+            && reason.contains("idle_in_transaction_session_timeout"),
+        "{reason}"
+    );
+
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut idle)
+        .await
+        .expect("end");
+    assert_eq!(vacuum(floe(&url, &threshold)).0, "ok");
+    drop(pool);
 }
 
 #[tokio::test]

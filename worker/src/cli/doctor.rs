@@ -12,6 +12,7 @@
 //! | `dead jobs`  | —                                            | any dead job                            |
 //! | `failures`   | —                                            | workflows failed in the last hour       |
 //! | `backlog`    | —                                            | jobs or events waiting past the threshold |
+//! | `vacuum`     | —                                            | a transaction open past the threshold holds it back |
 
 use std::time::{Duration, Instant};
 
@@ -153,6 +154,10 @@ async fn checks(pool: &PgPool, threshold: Duration) -> Vec<Check> {
     checks.push(match probe::backlog(pool).await {
         Ok(b) => backlog(&b, threshold),
         Err(e) => check("backlog", Verdict::Fail, cannot(e)),
+    });
+    checks.push(match probe::old_transactions(pool, threshold).await {
+        Ok(old) => transactions(&old, threshold),
+        Err(e) => check("vacuum", Verdict::Fail, cannot(e)),
     });
     checks
 }
@@ -402,4 +407,29 @@ fn backlog(b: &probe::Backlog, threshold: Duration) -> Check {
     } else {
         check("backlog", Verdict::Ok, reason)
     }
+}
+
+fn transactions(old: &[probe::OldTransaction], threshold: Duration) -> Check {
+    let limit = span(threshold.as_secs_f64());
+    let Some(oldest) = old.first() else {
+        return check(
+            "vacuum",
+            Verdict::Ok,
+            format!("no transaction holding it back for more than {limit}"),
+        );
+    };
+    let pid = oldest.pid.map(|p| format!("pid {p}, ")).unwrap_or_default();
+    check(
+        "vacuum",
+        Verdict::Warn,
+        format!(
+            "{} open for more than {limit}, the oldest for {} ({pid}{}, {}): vacuum cannot remove \
+             the rows deleted since, so dead jobs pile up and claims slow down; end it, or set \
+             idle_in_transaction_session_timeout (docs/deployment.md)",
+            count(old.len() as i64, "transaction", "transactions"),
+            span(oldest.open_secs),
+            oldest.who,
+            oldest.state,
+        ),
+    )
 }
