@@ -283,6 +283,7 @@ async fn activities_show_their_attempts_results_and_live_jobs() {
             max_attempts: 4,
             ..ActivityPolicy::default()
         },
+        priority: 0,
         trace_id: None,
     };
     let mut conn = app.pool.acquire().await.expect("acquire");

@@ -212,3 +212,106 @@ async fn an_activity_result_handed_in_twice_is_recorded_and_applied_once(pool: P
     .expect("counts");
     assert_eq!(counts, (1, 1, 1));
 }
+
+/// A kind people wait on: its jobs go first. Starts an activity and sets a
+/// deadline that has already passed.
+struct Urgent;
+
+impl Workflow for Urgent {
+    const KIND: &'static str = "t.urgent";
+    const PRIORITY: i16 = -7;
+    type Input = Value;
+    type State = String;
+    type Signal = Value;
+
+    fn state_name(s: &String) -> String {
+        s.clone()
+    }
+
+    fn apply(
+        state: Option<String>,
+        event: Event<Value, Value>,
+        ctx: &Ctx,
+    ) -> Result<Transition<String>, String> {
+        match (state, event) {
+            (None, Event::Start(_)) => Ok(Transition::to("working".into())
+                .then(Command::RunActivity {
+                    id: "a1".into(),
+                    name: "t.work".into(),
+                    input: json!({}),
+                    policy: ActivityPolicy::default(),
+                })
+                .then(Command::SetDeadline {
+                    at: ctx.now - time::Duration::seconds(1),
+                    reason: "late".into(),
+                })),
+            (Some(s), _) => Ok(Transition::to(s)),
+            (None, other) => Err(format!("unexpected {other:?}")),
+        }
+    }
+}
+
+/// (kind, priority) of every job, in id order.
+async fn job_priorities(pool: &PgPool) -> Vec<(String, i16)> {
+    sqlx::query_as("SELECT kind, priority FROM floe.jobs ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .expect("jobs")
+}
+
+#[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
+async fn a_kind_s_priority_goes_with_every_job_of_its_workflows(pool: PgPool) {
+    let mut registry = registry();
+    registry.register::<Urgent>();
+    store::register_definitions(&pool, &registry, "test")
+        .await
+        .expect("register");
+    let clear = || sqlx::query("DELETE FROM floe.jobs").execute(&pool);
+
+    // Start (SQL): the advance job.
+    let urgent = start(&pool, "t.urgent", "u").await;
+    let plain = start(&pool, "t.tally", "p").await;
+    assert_eq!(
+        job_priorities(&pool).await,
+        [("floe.advance".into(), -7), ("floe.advance".into(), 0)]
+    );
+    clear().await.expect("clear");
+
+    // The transition (Rust): the activity's job.
+    advance_many(&pool, &registry, &[urgent, plain], &[])
+        .await
+        .expect("advance");
+    assert_eq!(job_priorities(&pool).await, [("floe.activity".into(), -7)]);
+    clear().await.expect("clear");
+
+    // The timer (SQL): its advance job.
+    let fired = store::fire_timers(&pool, 10).await.expect("fire");
+    assert_eq!(fired.len(), 1);
+    assert_eq!(job_priorities(&pool).await, [("floe.advance".into(), -7)]);
+    clear().await.expect("clear");
+
+    // A signal (SQL): the advance job.
+    signal(&pool, urgent, "x").await;
+    signal(&pool, plain, "x").await;
+    assert_eq!(
+        job_priorities(&pool).await,
+        [("floe.advance".into(), -7), ("floe.advance".into(), 0)]
+    );
+
+    // A claim takes the urgent one first, though it is not the oldest.
+    sqlx::query("UPDATE floe.jobs SET run_at = run_at + interval '1 second' WHERE priority < 0")
+        .execute(&pool)
+        .await
+        .expect("younger");
+    let claimed = floe_engine::queue::store::claim(
+        &pool,
+        "default",
+        &["floe.advance".to_owned()],
+        "me",
+        1,
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .expect("claim");
+    assert_eq!(claimed[0].payload["workflow_id"], json!(urgent));
+}

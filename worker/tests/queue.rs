@@ -152,6 +152,9 @@ async fn a_stalled_worker_s_late_completion_is_refused_and_its_successor_s_claim
         .await,
         "the successor never took the job over"
     );
+    // The successor holds its run still (its 60 s lease outlasts this), so
+    // that its own completion cannot come first, however slow the machine.
+    successor.signal(Signal::SIGSTOP);
     stalled.signal(Signal::SIGCONT);
     assert!(
         eventually(Duration::from_secs(30), || async {
@@ -171,6 +174,7 @@ async fn a_stalled_worker_s_late_completion_is_refused_and_its_successor_s_claim
         "the successor's claim is untouched"
     );
     assert!(job.lease_owner.is_some_and(|o| o.contains(&successor_pid)));
+    successor.signal(Signal::SIGCONT);
 
     assert!(
         eventually(Duration::from_secs(30), || async {

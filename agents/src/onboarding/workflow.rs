@@ -559,6 +559,8 @@ impl OnboardingState {
 
 impl Workflow for Onboarding {
     const KIND: &'static str = "onboarding";
+    // A person waits on every turn: its jobs go ahead of bulk work.
+    const PRIORITY: i16 = -10;
     type Input = OnboardingInput;
     type State = OnboardingState;
     type Signal = OnboardingSignal;

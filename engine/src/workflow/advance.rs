@@ -310,6 +310,7 @@ async fn defer_incompatible(
         .iter()
         .map(|r| {
             NewJob::new(ADVANCE_JOB, json!({ "workflow_id": r.id }))
+                .priority(registry.priority(&r.kind))
                 .run_at(at)
                 .unique_key(r.id.to_string())
                 .max_attempts(1000)
@@ -508,6 +509,7 @@ async fn carry_out(
             name,
             input,
             policy,
+            priority: registry.priority(&row.kind),
             trace_id: trace_id.map(str::to_owned),
         }),
         Effect::Emit { name } => {

@@ -259,6 +259,13 @@ pub trait Workflow: Send + Sync + 'static {
     const KIND: &'static str;
     /// Bumped when the definition changes incompatibly; stored per workflow.
     const VERSION: i32 = 1;
+    /// The priority of this kind's jobs, its transitions and its
+    /// activities (`floe.jobs.priority`: lower first, 0 by default). A
+    /// workflow a person waits on goes ahead of bulk work in a shared queue:
+    /// the onboarding's is -10, so that a reply does not queue behind a
+    /// backlog of other jobs (W6l). Registered in `floe.definitions`, where
+    /// the SQL paths (start, signal, timer) read it.
+    const PRIORITY: i16 = 0;
     /// What it starts with.
     type Input: DeserializeOwned + Serialize;
     /// Its state, stored as the row's `context`.

@@ -44,6 +44,8 @@ pub trait Definition: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Its version.
     fn version(&self) -> i32;
+    /// Its jobs' priority ([`super::Workflow::PRIORITY`]).
+    fn priority(&self) -> i16;
     /// Applies `event` to the stored `context` (`None` before the start).
     fn apply(
         &self,
@@ -143,6 +145,10 @@ impl<W: Workflow> Definition for Erased<W> {
 
     fn version(&self) -> i32 {
         W::VERSION
+    }
+
+    fn priority(&self) -> i16 {
+        W::PRIORITY
     }
 
     fn apply(
@@ -246,5 +252,11 @@ impl Registry {
         self.definitions
             .iter()
             .map(|(k, d)| (k.as_str(), d.version()))
+    }
+
+    /// The priority of `kind`'s jobs: its definition's, 0 for a kind this
+    /// registry lacks.
+    pub fn priority(&self, kind: &str) -> i16 {
+        self.get(kind).map_or(0, |d| d.priority())
     }
 }

@@ -123,13 +123,16 @@ pub async fn register_definitions(
     if kinds.is_empty() {
         return Ok(());
     }
+    let priorities: Vec<i16> = kinds.iter().map(|k| definitions.priority(k)).collect();
     sqlx::query!(
-        r#"INSERT INTO floe.definitions (kind, version, registered_by)
-           SELECT k, v, $3 FROM unnest($1::text[], $2::int4[]) AS d(k, v)
+        r#"INSERT INTO floe.definitions (kind, version, priority, registered_by)
+           SELECT k, v, p, $4 FROM unnest($1::text[], $2::int4[], $3::int2[]) AS d(k, v, p)
            ON CONFLICT (kind) DO UPDATE
-              SET version = excluded.version, registered_at = now(), registered_by = excluded.registered_by"#,
+              SET version = excluded.version, priority = excluded.priority,
+                  registered_at = now(), registered_by = excluded.registered_by"#,
         &kinds as &[&str],
         &versions,
+        &priorities,
         registered_by,
     )
     .execute(db)
@@ -524,6 +527,8 @@ pub struct NewActivity {
     pub input: Value,
     /// Its retry policy.
     pub policy: super::ActivityPolicy,
+    /// Its job's priority: the workflow kind's.
+    pub priority: i16,
     /// The trace of the event whose transition asked for it; its job and
     /// its result event carry the same.
     pub trace_id: Option<String>,
@@ -569,6 +574,7 @@ pub async fn schedule_activities(conn: &mut PgConnection, new: &[NewActivity]) -
             )
             // A spare run past the policy's attempts: see SPARE_RUNS.
             .max_attempts(a.policy.max_attempts.max(1) + super::SPARE_RUNS)
+            .priority(a.priority)
             .trace_id(a.trace_id.clone())
         })
         .collect();

@@ -50,8 +50,10 @@ const FIRE_TIMERS: &str = "
             SELECT id, next_seq, 'timer', deadline_reason, jsonb_build_object('deadline_version', deadline_version)
               FROM fired
         ), jobs AS (
-            INSERT INTO floe.jobs (kind, payload, state, unique_key, max_attempts)
-            SELECT 'floe.advance', jsonb_build_object('workflow_id', id), 'available', id::text, 1000 FROM fired
+            INSERT INTO floe.jobs (kind, payload, state, unique_key, max_attempts, priority)
+            SELECT 'floe.advance', jsonb_build_object('workflow_id', f.id), 'available', f.id::text, 1000,
+                   coalesce((SELECT d.priority FROM floe.definitions d WHERE d.kind = f.kind), 0)
+              FROM fired f
             ON CONFLICT (queue, kind, unique_key) WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'available')
             DO NOTHING
         )
