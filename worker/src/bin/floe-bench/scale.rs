@@ -620,6 +620,10 @@ impl Bench {
         .execute(&pool)
         .await?;
         self.timer_plans(&pool, "analyzed", rep).await?;
+        // Again once the planner knows the table: whether a slower start or
+        // signal with 100,000 rows is the size or the missing statistics.
+        self.probe(&pool, probes, "full table, analyzed", rep)
+            .await?;
 
         // Every (n / due)-th by deadline: spread over the 3 days, all moved
         // into one 10 s window `MOVE_LEAD_MS` from now, by one statement.
