@@ -71,6 +71,8 @@ struct Total {
 impl Workflow for V2 {
     const KIND: &'static str = KIND;
     const VERSION: i32 = 2;
+    // Registered with it; a worker without the kind defers at this priority.
+    const PRIORITY: i16 = -3;
     type Input = Value;
     type State = Total;
     type Signal = Add;
@@ -369,6 +371,12 @@ async fn a_worker_without_the_kind_leaves_it_for_a_worker_that_registered_it(poo
     );
     assert_eq!(pending(&pool, id).await, 2, "start and signal wait");
     assert_looked_at_again_later(&pool, id).await;
+    let priority: i16 = sqlx::query_scalar("SELECT priority FROM floe.jobs WHERE unique_key = $1")
+        .bind(id.to_string())
+        .fetch_one(&pool)
+        .await
+        .expect("priority");
+    assert_eq!(priority, -3, "the kind's registered priority");
 
     // The worker that has it applies both.
     advance_many(&pool, &registry::<V2>(), &[id], &[])

@@ -264,21 +264,26 @@ async fn defer_incompatible(
         .filter(|r| registry.get(&r.kind).is_none())
         .map(|r| r.kind.as_str())
         .collect();
-    let elsewhere: Vec<String> = if unknown.is_empty() {
+    // Kinds another worker registered, with their priority.
+    let elsewhere: Vec<(String, i16)> = if unknown.is_empty() {
         Vec::new()
     } else {
         unknown.sort_unstable();
         unknown.dedup();
-        sqlx::query_scalar!(
-            "SELECT kind FROM floe.definitions WHERE kind = ANY($1)",
+        sqlx::query!(
+            "SELECT kind, priority FROM floe.definitions WHERE kind = ANY($1)",
             &unknown as &[&str]
         )
         .fetch_all(&mut *conn)
         .await?
+        .into_iter()
+        .map(|r| (r.kind, r.priority))
+        .collect()
     };
+    let registered_elsewhere = |kind: &str| elsewhere.iter().find(|(k, _)| k == kind);
     let newer: Vec<&WorkflowRow> = open()
         .filter(|r| match registry.get(&r.kind) {
-            None if elsewhere.contains(&r.kind) => {
+            None if registered_elsewhere(&r.kind).is_some() => {
                 tracing::warn!(workflow_id = %r.id, kind = %r.kind,
                     "no definition of this kind in this build, but another worker registered one; left for it");
                 true
@@ -309,8 +314,11 @@ async fn defer_incompatible(
     let jobs: Vec<NewJob> = newer
         .iter()
         .map(|r| {
+            // The kind's priority: this build's, or the registered one.
+            let priority = registered_elsewhere(&r.kind)
+                .map_or_else(|| registry.priority(&r.kind), |(_, p)| *p);
             NewJob::new(ADVANCE_JOB, json!({ "workflow_id": r.id }))
-                .priority(registry.priority(&r.kind))
+                .priority(priority)
                 .run_at(at)
                 .unique_key(r.id.to_string())
                 .max_attempts(1000)
