@@ -793,14 +793,21 @@ async fn retry_activity_gets_a_stuck_activity_going_and_never_reruns_a_recorded_
         .execute(&pool)
         .await
         .expect("delete");
+    // The kind's registered priority goes with the new job, as with every
+    // job the engine enqueues for this kind's workflows.
+    sqlx::query("UPDATE floe.definitions SET priority = -7 WHERE kind = 't.order'")
+        .execute(&pool)
+        .await
+        .expect("urgent kind");
     let (new_job, action) = retry_activity(&pool, id).await.expect("retry");
     assert_eq!(action, "enqueued");
-    let (new_payload, max_attempts): (Value, i32) =
-        sqlx::query_as("SELECT payload, max_attempts FROM floe.jobs WHERE id = $1")
+    let (new_payload, max_attempts, priority): (Value, i32, i16) =
+        sqlx::query_as("SELECT payload, max_attempts, priority FROM floe.jobs WHERE id = $1")
             .bind(new_job)
             .fetch_one(&pool)
             .await
             .expect("the new job");
+    assert_eq!(priority, -7, "the kind's priority");
     let mut want = payload.clone();
     want.as_object_mut().expect("object").remove("policy");
     assert_eq!(new_payload, want, "the same activity; the default policy");
