@@ -17,6 +17,7 @@ mod llm;
 mod push;
 mod scale;
 mod soak;
+mod waits;
 
 use anyhow::Context;
 use clap::Parser;
@@ -722,6 +723,7 @@ impl Bench {
             .listen(floe_engine::workflow::CHANNEL_WORKFLOWS)
             .await?;
         let (xid0, wal0) = counters(&pool).await?;
+        let sampler = waits::Sampler::start(&url).await?;
         let started = Instant::now();
         let mut tx = pool.begin().await?;
         for i in 0..n {
@@ -794,6 +796,7 @@ impl Bench {
             }
         }
         let secs = started.elapsed().as_secs_f64();
+        let profile = sampler.finish().await?;
         drop(send);
         for s in senders {
             s.await??;
@@ -871,6 +874,37 @@ impl Bench {
             &label("events applied/transaction"),
             per_tx,
             "events",
+            extra.clone(),
+        );
+        // Where the time went: a busy machine, or processes waiting on
+        // each other's row locks.
+        let mut extra = extra;
+        extra["waits"] = json!(profile.top(6));
+        eprintln!(
+            "{workload} ({processes} proc): CPU {:.0} % busy, {:.2} active sessions, waits {:?}",
+            profile.cpu_busy * 100.0,
+            profile.mean_active(),
+            profile.top(6)
+        );
+        self.record(
+            workload,
+            &label("CPU busy"),
+            profile.cpu_busy * 100.0,
+            "%",
+            extra.clone(),
+        );
+        self.record(
+            workload,
+            &label("active sessions"),
+            profile.mean_active(),
+            "sessions",
+            extra.clone(),
+        );
+        self.record(
+            workload,
+            &label("active sessions waiting on a lock"),
+            profile.lock_share() * 100.0,
+            "%",
             extra,
         );
 
