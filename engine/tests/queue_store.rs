@@ -7,6 +7,9 @@ use serde_json::json;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
+mod common;
+use common::notified_until_marker;
+
 const LEASE: Duration = Duration::from_secs(30);
 
 fn kinds(k: &[&str]) -> Vec<String> {
@@ -443,6 +446,93 @@ async fn inserts_notify_once_per_statement_and_queue(pool: PgPool) {
             ("floe_jobs_scheduled".to_owned(), at_ms),
         ],
         "one wake-up per queue, not per job"
+    );
+}
+
+#[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
+async fn a_deferring_transaction_gathers_its_wake_ups_and_notifies_nothing(pool: PgPool) {
+    use sqlx::Connection;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .expect("listener");
+    listener
+        .listen_all([
+            "floe_jobs_available",
+            "floe_jobs_scheduled",
+            "floe_test_marker",
+        ])
+        .await
+        .expect("listen");
+    let now = OffsetDateTime::now_utc();
+    let (soon, later) = (
+        now + time::Duration::minutes(5),
+        now + time::Duration::hours(2),
+    );
+    let ms = |t: OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000).to_string();
+
+    let mut conn = pool.acquire().await.expect("conn");
+    let mut tx = conn
+        .begin_with(store::BEGIN_DEFERRING_WAKEUPS)
+        .await
+        .expect("begin");
+    // Three statements: the trigger adds each one's to what it gathered.
+    let jobs = [
+        NewJob::new("k", json!({})).queue("a"),
+        NewJob::new("k", json!({})).queue("b").run_at(later),
+    ];
+    store::enqueue_many(&mut *tx, &jobs).await.expect("enqueue");
+    store::enqueue(&mut *tx, &NewJob::new("k", json!({})).queue("a,b"))
+        .await
+        .expect("enqueue");
+    store::enqueue(
+        &mut *tx,
+        &NewJob::new("k", json!({})).queue("a").run_at(soon),
+    )
+    .await
+    .expect("enqueue");
+    let mut gathered = store::gathered_wakeups(&mut tx).await.expect("gathered");
+    tx.commit().await.expect("commit");
+    gathered.sort();
+    assert_eq!(
+        gathered,
+        [
+            ("floe_jobs_available", "a".to_owned()),
+            ("floe_jobs_available", "a,b".to_owned()),
+            ("floe_jobs_scheduled", ms(soon)),
+        ],
+        "each queue with jobs claimable now once; the earliest future run_at"
+    );
+    assert_eq!(
+        notified_until_marker(&pool, &mut listener).await,
+        [],
+        "the transaction itself notified nothing"
+    );
+
+    // A rolled-back deferring transaction leaves nothing for the next one,
+    // and a plain transaction on the same connection notifies as before.
+    let mut tx = conn
+        .begin_with(store::BEGIN_DEFERRING_WAKEUPS)
+        .await
+        .expect("begin");
+    store::enqueue(&mut *tx, &NewJob::new("k", json!({})).queue("x"))
+        .await
+        .expect("enqueue");
+    tx.rollback().await.expect("rollback");
+    let mut tx = conn
+        .begin_with(store::BEGIN_DEFERRING_WAKEUPS)
+        .await
+        .expect("begin");
+    assert_eq!(
+        store::gathered_wakeups(&mut tx).await.expect("gathered"),
+        []
+    );
+    tx.commit().await.expect("commit");
+    store::enqueue(&mut *conn, &NewJob::new("k", json!({})).queue("c"))
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        notified_until_marker(&pool, &mut listener).await,
+        [("floe_jobs_available".to_owned(), "c".to_owned())]
     );
 }
 

@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+mod common;
+
 /// Counts signals; completes on `done`.
 struct Tally;
 
@@ -314,4 +316,77 @@ async fn a_kind_s_priority_goes_with_every_job_of_its_workflows(pool: PgPool) {
     .await
     .expect("claim");
     assert_eq!(claimed[0].payload["workflow_id"], json!(urgent));
+}
+
+/// [`common::notified_until_marker`], payloads read as JSON where they are.
+async fn notified(
+    pool: &PgPool,
+    listener: &mut sqlx::postgres::PgListener,
+) -> Vec<(String, Value)> {
+    common::notified_until_marker(pool, listener)
+        .await
+        .into_iter()
+        .map(|(c, p)| {
+            let payload = serde_json::from_str(&p).unwrap_or(Value::String(p));
+            (c, payload)
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
+async fn a_transition_s_changes_and_wake_ups_are_notified_once_it_commits(pool: PgPool) {
+    let registry = registry();
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .expect("listener");
+    listener
+        .listen_all([
+            floe_engine::workflow::CHANNEL_WORKFLOWS,
+            "floe_jobs_available",
+            "floe_test_marker",
+        ])
+        .await
+        .expect("listen");
+    let id = start(&pool, "t.once", "n").await;
+    assert_eq!(
+        notified(&pool, &mut listener).await,
+        [("floe_jobs_available".to_owned(), json!("default"))],
+        "the start's advance job"
+    );
+
+    // The start is applied: the activity's job wakes the workers, and the
+    // change reaches the API's listener.
+    advance_many(&pool, &registry, &[id], &[])
+        .await
+        .expect("advance");
+    let mut got = notified(&pool, &mut listener).await;
+    got.sort_by_key(|(c, _)| c.clone());
+    assert_eq!(
+        got,
+        [
+            ("floe_jobs_available".to_owned(), json!("default")),
+            (
+                "floe_workflows".to_owned(),
+                json!({ "id": id, "kind": "t.once", "version": 1, "status": "running" })
+            ),
+        ]
+    );
+
+    // Its result completes it: a change, and no job to wake anyone for.
+    let result = ActivityResult {
+        workflow_id: id,
+        activity_id: "a1".into(),
+        attempts: 1,
+        result: Ok(json!({ "answer": 42 })),
+    };
+    advance_many(&pool, &registry, &[], &[result])
+        .await
+        .expect("record");
+    assert_eq!(
+        notified(&pool, &mut listener).await,
+        [(
+            "floe_workflows".to_owned(),
+            json!({ "id": id, "kind": "t.once", "version": 2, "status": "completed" })
+        )]
+    );
 }

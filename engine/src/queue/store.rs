@@ -5,6 +5,13 @@
 //! Wake-ups: inserts NOTIFY through a statement-level trigger (one NOTIFY per
 //! statement and queue, never per job); the statements here that make jobs
 //! claimable again (promote, rescue, release, retry) NOTIFY the same way.
+//! A transaction begun with [`BEGIN_DEFERRING_WAKEUPS`] NOTIFYs nothing: the
+//! trigger gathers its wake-ups, [`gathered_wakeups`] reads them before
+//! COMMIT, and the caller sends them once COMMIT has returned. PostgreSQL
+//! serialises the commits of notifying transactions (one lock held until the
+//! commit record is flushed); the workflow engine's transactions, the
+//! busiest writers, so no longer wait on each other
+//! (migrations/20261122001600_wake_after_commit.sql has the figures).
 
 use std::time::Duration;
 
@@ -12,6 +19,33 @@ use sqlx::PgExecutor;
 use time::OffsetDateTime;
 
 use super::{ClaimedJob, Enqueued, JobRecord, JobState, Lease, NewJob};
+
+/// Begins a transaction in which inserting jobs NOTIFYs nothing: the insert
+/// trigger gathers the wake-ups instead, for [`gathered_wakeups`].
+pub const BEGIN_DEFERRING_WAKEUPS: &str = "BEGIN; SET LOCAL floe.wake_after_commit = on";
+
+/// The wake-ups the insert trigger gathered in a transaction begun with
+/// [`BEGIN_DEFERRING_WAKEUPS`], as `(channel, payload)`: one
+/// [`CHANNEL_AVAILABLE`](super::CHANNEL_AVAILABLE) per queue that got jobs
+/// claimable now, and one [`CHANNEL_SCHEDULED`](super::CHANNEL_SCHEDULED) with
+/// the earliest future run_at. Read them last, before COMMIT; send them
+/// after it (a job's wake-up must not arrive before the job is visible).
+pub async fn gathered_wakeups(
+    conn: &mut sqlx::PgConnection,
+) -> sqlx::Result<Vec<(&'static str, String)>> {
+    let row = sqlx::query!(
+        r#"SELECT coalesce(nullif(current_setting('floe.wake_available', true), '')::text[], '{}') AS "queues!",
+                  nullif(current_setting('floe.wake_scheduled', true), '') AS scheduled"#
+    )
+    .fetch_one(conn)
+    .await?;
+    let available = row
+        .queues
+        .into_iter()
+        .map(|q| (super::CHANNEL_AVAILABLE, q));
+    let scheduled = row.scheduled.map(|ms| (super::CHANNEL_SCHEDULED, ms));
+    Ok(available.chain(scheduled).collect())
+}
 
 /// Milliseconds in a duration, for SQL intervals.
 fn millis(d: Duration) -> i64 {

@@ -3,10 +3,12 @@
 //! events after each row's `applied_seq` in order, apply each ([`step`],
 //! pure), append the history, write the rows (their new `applied_seq` marks
 //! the events consumed), carry out the commands' effects (activity and child
-//! jobs) and NOTIFY — all committed together or not at all.
+//! jobs) — all committed together or not at all — and NOTIFY once COMMIT
+//! has returned (a notifying transaction's commit waits for every other's:
+//! queue::store::BEGIN_DEFERRING_WAKEUPS).
 
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::registry::{Definition, StoredEvent};
@@ -349,7 +351,12 @@ pub async fn advance_many(
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut tx = pool.begin().await?;
+    // Its wake-ups and change notes go out after COMMIT, not in it: see
+    // queue::store::BEGIN_DEFERRING_WAKEUPS.
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn
+        .begin_with(queue::store::BEGIN_DEFERRING_WAKEUPS)
+        .await?;
     let mut rows = store::lock_many(&mut tx, &ids).await?;
     let newer = defer_incompatible(&mut tx, registry, &rows).await?;
     let finished_before: Vec<bool> = rows.iter().map(|r| r.status.is_finished()).collect();
@@ -409,10 +416,11 @@ pub async fn advance_many(
         .filter(|(_, n)| **n > 0)
         .map(|(r, _)| r)
         .collect();
+    let mut notes: Vec<(&str, String)> = Vec::new();
     if !changed.is_empty() {
         store::save(&mut tx, &changed, &entries).await?;
         let mut activities = Vec::new();
-        let mut notes: Vec<(&str, String)> = changed.iter().map(|r| store::changed(r)).collect();
+        notes.extend(changed.iter().map(|r| store::changed(r)));
         let mut traced_writes = false;
         for (index, effect, trace_id) in effects {
             // Children started and events delivered to other workflows
@@ -436,9 +444,17 @@ pub async fn advance_many(
         if let Some(earliest) = changed.iter().filter_map(|r| r.deadline).min() {
             notes.push(store::deadline_set(earliest));
         }
-        store::notify(&mut tx, &notes).await?;
+    }
+    if !changed.is_empty() || !newer.is_empty() {
+        // Only these write jobs (activities, children, deferrals).
+        notes.extend(queue::store::gathered_wakeups(&mut tx).await?);
     }
     tx.commit().await?;
+    // Committed: a lost note only delays a listener until its fallback poll
+    // (workers) or its next change (the API's subscribers).
+    if let Err(error) = store::notify(&mut conn, &notes).await {
+        tracing::warn!(%error, notes = notes.len(), "committed; notifying failed");
+    }
     for ((row, n), trace_id) in rows.iter().zip(&applied).zip(&traces) {
         if *n > 0 {
             tracing::debug!(workflow_id = %row.id, kind = %row.kind, state = %row.state, status = %row.status,

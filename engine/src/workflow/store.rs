@@ -481,8 +481,9 @@ pub async fn save(
     Ok(())
 }
 
-/// Sends each `(channel, payload)` when the transaction commits, in one
-/// statement.
+/// Sends each `(channel, payload)` in one statement: inside a transaction
+/// when it commits, outside one at once (how [`super::advance::advance_many`]
+/// sends its notes, after its COMMIT).
 pub async fn notify(conn: &mut PgConnection, notes: &[(&str, String)]) -> Result<()> {
     if notes.is_empty() {
         return Ok(());
