@@ -323,6 +323,9 @@ struct Mark {
     at: f64,
     sent: u64,
     deleted: i64,
+    /// The worker's `floe_jobs_rescued_total`: its own jobs taken back
+    /// after their lease expired while it lived (each runs again).
+    rescued: u64,
 }
 
 impl Mark {
@@ -333,6 +336,24 @@ impl Mark {
     fn backlog(&self) -> i64 {
         self.sent as i64 - self.deleted
     }
+}
+
+/// A worker's `floe_jobs_rescued_total`, from its `/metrics` (0 until the
+/// first rescue: the counter appears when first counted).
+async fn rescued(client: &reqwest::Client, metrics: &str) -> anyhow::Result<u64> {
+    let text = client
+        .get(metrics)
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let total: f64 = text
+        .lines()
+        .filter(|l| l.starts_with(floe_engine::metrics::JOBS_RESCUED))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    Ok(total as u64)
 }
 
 /// Jobs completed so far: rows deleted from `floe.jobs` (the statistics
@@ -454,7 +475,16 @@ impl Bench {
         let idle_secs = (cli.w9_idle_minutes * 60.0).min(secs);
         let idle_from = (secs - idle_secs) / 2.0;
         let (url, pool) = self.database(&format!("bench_w9_{rep}")).await?;
-        let worker = self.worker(&pool, &url, QUEUE_WORKER).await?;
+        // Its /metrics says how many of its leases expired while it lived.
+        let health = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let health = health.to_string();
+        let args: Vec<&str> = QUEUE_WORKER
+            .iter()
+            .copied()
+            .chain(["--health-listen", &health])
+            .collect();
+        let worker = self.worker(&pool, &url, &args).await?;
+        let (client, metrics) = (reqwest::Client::new(), format!("http://{health}/metrics"));
         let load = Load::start(&url, &pool, rate, secs, None);
         let t0 = load.t0;
         let since = move || t0.elapsed().as_secs_f64();
@@ -489,6 +519,7 @@ impl Bench {
             at: 0.0,
             sent: 0,
             deleted: deleted(&pool).await?,
+            rescued: rescued(&client, &metrics).await?,
         }];
         let mut tick = 1u32;
         loop {
@@ -503,17 +534,19 @@ impl Bench {
                     at: since(),
                     sent,
                     deleted: deleted(&pool).await?,
+                    rescued: rescued(&client, &metrics).await?,
                 };
                 let prev = marks.last().copied().unwrap_or(mark);
                 eprintln!(
-                    "W9 {:5.1} min: offered {:6.0}/s, done {:6.0}/s, backlog {:7}, n_dead_tup {:8}, jobs {:7.1} MiB, oldest xmin age {}",
+                    "W9 {:5.1} min: offered {:6.0}/s, done {:6.0}/s, backlog {:7}, n_dead_tup {:8}, jobs {:7.1} MiB, oldest xmin age {}, rescued {}",
                     mark.at / 60.0,
                     (mark.sent - prev.sent) as f64 / (mark.at - prev.at),
                     (mark.done() - prev.done()) / (mark.at - prev.at),
                     mark.backlog(),
                     sample.dead,
                     sample.bytes as f64 / MIB,
-                    sample.xmin_age
+                    sample.xmin_age,
+                    mark.rescued - prev.rescued
                 );
                 marks.push(mark);
             }
@@ -532,6 +565,7 @@ impl Bench {
             .fetch_one(&pool)
             .await?;
         drained(&pool, "W9").await?;
+        let rescued_total = rescued(&client, &metrics).await?;
         drop(worker);
         let (latencies, missing) = probe_latencies(&pool, &loaded.probes).await?;
         anyhow::ensure!(missing == 0, "W9: {missing} probe jobs never ran");
@@ -551,7 +585,7 @@ impl Bench {
                 "offered_per_s": (b.sent - a.sent) as f64 / (b.at - a.at),
                 "done_per_s": (b.done() - a.done()) / (b.at - a.at),
                 "p50_ms": percentile(&mut ms, 50.0), "p99_ms": percentile(&mut ms, 99.0),
-                "probes": ms.len(), "backlog": b.backlog(),
+                "probes": ms.len(), "backlog": b.backlog(), "rescued": b.rescued - a.rescued,
                 "n_live_tup": end.live, "n_dead_tup": end.dead,
                 "n_dead_tup_peak": within.iter().map(|t| t.dead).max().unwrap_or(0),
                 "jobs_bytes": end.bytes, "oldest_xmin_age": end.xmin_age,
@@ -666,6 +700,11 @@ impl Bench {
                 autovacuums as f64,
                 "runs",
             ),
+            (
+                "jobs taken back from the live worker (lease expired)".to_owned(),
+                rescued_total as f64,
+                "jobs",
+            ),
         ];
         for (metric, value, unit) in figures {
             self.record("W9", &metric, value, unit, extra.clone());
@@ -673,7 +712,8 @@ impl Bench {
         eprintln!(
             "W9 summary: throughput {:.0} → {:.0} jobs/s (first/last {w} min); p99 {:.1} → {:.1} ms; \
              n_dead_tup peak {peak_idle} with the tx idle ({peak_other} otherwise), {} at the end; \
-             floe.jobs {:.1} → {:.1} (peak) → {:.1} MiB; {autovacuums} autovacuums",
+             floe.jobs {:.1} → {:.1} (peak) → {:.1} MiB; {autovacuums} autovacuums; \
+             {rescued_total} leases of the live worker expired",
             rate_of(first_a, first_b),
             rate_of(last_a, last_b),
             percentile(&mut first, 99.0),
