@@ -2,10 +2,14 @@
 //! and dead jobs are kept for a configurable period, then removed in small
 //! batches so that no sweep holds many locks or writes a burst of WAL.
 //!
-//! What stays: the LLM-call ledger (`floe.llm_calls`, for cost reporting;
-//! it has no foreign key to the workflow) and the chat's own data (users,
-//! messages, inbox items: the person's, not the engine's). A chat whose
-//! workflow was removed reads as finished and archived.
+//! The ledgers — LLM calls (`floe.llm_calls`) and tool calls
+//! (`floe.tool_calls`) — have a period of their own ([`sweep_ledger_batch`]):
+//! they answer an activity's retry while its workflow is open and serve cost
+//! reporting after, so a row goes once it is older than that period **and**
+//! its workflow is gone (removed here, or never had one). What stays: the
+//! chat's own data (users, messages, inbox items, notifications, merges: the
+//! person's, not the engine's). A chat whose workflow was removed reads as
+//! finished and archived.
 //!
 //! A parent is removed only once none of its children is left, so the
 //! `parent_id` reference never blocks a delete; children finish before their
@@ -26,12 +30,32 @@ pub struct Swept {
     pub workflows: u64,
     /// Dead jobs removed.
     pub dead_jobs: u64,
+    /// LLM-ledger rows removed.
+    pub llm_calls: u64,
+    /// Tool-ledger rows removed.
+    pub tool_calls: u64,
 }
 
 impl Swept {
-    /// Whether the batch was full on either side (there may be more).
+    /// Whether the batch was full on any side (there may be more).
     pub fn full(&self, batch: i64) -> bool {
-        self.workflows >= batch as u64 || self.dead_jobs >= batch as u64
+        let batch = batch as u64;
+        [
+            self.workflows,
+            self.dead_jobs,
+            self.llm_calls,
+            self.tool_calls,
+        ]
+        .iter()
+        .any(|n| *n >= batch)
+    }
+
+    /// Adds another batch's counts.
+    pub fn add(&mut self, other: Swept) {
+        self.workflows += other.workflows;
+        self.dead_jobs += other.dead_jobs;
+        self.llm_calls += other.llm_calls;
+        self.tool_calls += other.tool_calls;
     }
 }
 
@@ -80,5 +104,53 @@ pub async fn sweep_batch<'c>(
     Ok(Swept {
         workflows,
         dead_jobs,
+        ..Swept::default()
+    })
+}
+
+/// Removes at most `batch` rows of each ledger (`floe.llm_calls`,
+/// `floe.tool_calls`) older than `keep` whose workflow no longer exists: an
+/// open workflow's activities may still be retried and answered from them,
+/// and a finished one's stay with it for inspection until retention removes
+/// it. Oldest first, through each ledger's `created_at` index.
+pub async fn sweep_ledger_batch(
+    db: impl PgExecutor<'_>,
+    keep: Duration,
+    batch: i64,
+) -> Result<Swept> {
+    let row = sqlx::query!(
+        r#"
+        WITH llm AS (
+            DELETE FROM floe.llm_calls
+             WHERE id IN (
+                 SELECT l.id FROM floe.llm_calls l
+                  WHERE l.created_at < now() - make_interval(secs => $1)
+                    AND NOT EXISTS (SELECT 1 FROM floe.workflows w WHERE w.id = l.workflow_id)
+                  ORDER BY l.created_at
+                  LIMIT $2
+                    FOR UPDATE SKIP LOCKED)
+            RETURNING 1
+        ), tool AS (
+            DELETE FROM floe.tool_calls
+             WHERE id IN (
+                 SELECT t.id FROM floe.tool_calls t
+                  WHERE t.created_at < now() - make_interval(secs => $1)
+                    AND NOT EXISTS (SELECT 1 FROM floe.workflows w WHERE w.id = t.workflow_id)
+                  ORDER BY t.created_at
+                  LIMIT $2
+                    FOR UPDATE SKIP LOCKED)
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM llm) AS "llm_calls!", (SELECT count(*) FROM tool) AS "tool_calls!"
+        "#,
+        keep.as_secs_f64(),
+        batch,
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(Swept {
+        llm_calls: row.llm_calls as u64,
+        tool_calls: row.tool_calls as u64,
+        ..Swept::default()
     })
 }

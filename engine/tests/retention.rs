@@ -1,6 +1,7 @@
 //! Retention removes finished workflows (with their inbox, history and
 //! activities) and dead jobs once they are older than the period, in
-//! batches, parents after their children, and nothing else.
+//! batches, parents after their children, and nothing else; the ledgers'
+//! rows once old and their workflow is gone.
 
 use std::time::Duration;
 
@@ -186,4 +187,108 @@ async fn concurrent_sweeps_split_the_work(pool: PgPool) {
         .await
         .expect("count");
     assert_eq!(left, 0);
+}
+
+/// A ledger row of each kind for `workflow` (`None`: an LLM call made
+/// outside any workflow), made `days_ago` days ago (also its step and seq,
+/// which the ledgers' unique keys include).
+async fn ledger_rows(pool: &PgPool, workflow: Option<Uuid>, days_ago: i32) {
+    sqlx::query(
+        "INSERT INTO floe.llm_calls (workflow_id, activity_id, attempt, step, agent, model, request,
+                                     response, status, latency_ms, created_at)
+         VALUES ($1, 'a1', 1, $2, 'greeter', 'm', '{}', '{}', 'ok', 5, now() - make_interval(days => $2))",
+    )
+    .bind(workflow)
+    .bind(days_ago)
+    .execute(pool)
+    .await
+    .expect("llm call");
+    if let Some(id) = workflow {
+        sqlx::query(
+            "INSERT INTO floe.tool_calls (workflow_id, activity_id, attempt, seq, agent, tool, arguments,
+                                          status, result, latency_ms, created_at)
+             VALUES ($1, 'a1', 1, $2, 'greeter', 'lookup', '{}', 'ok', '{}', 5, now() - make_interval(days => $2))",
+        )
+        .bind(id)
+        .bind(days_ago)
+        .execute(pool)
+        .await
+        .expect("tool call");
+    }
+}
+
+/// `(llm_calls, tool_calls)` rows of `workflow` (`None`: without one).
+async fn ledger(pool: &PgPool, workflow: Option<Uuid>) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM floe.llm_calls WHERE workflow_id IS NOT DISTINCT FROM $1),
+                (SELECT count(*) FROM floe.tool_calls WHERE workflow_id IS NOT DISTINCT FROM $1)",
+    )
+    .bind(workflow)
+    .fetch_one(pool)
+    .await
+    .expect("ledger")
+}
+
+#[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
+async fn ledger_rows_go_once_old_and_their_workflow_is_gone(pool: PgPool) {
+    use floe_engine::retention::sweep_ledger_batch;
+    let open = workflow(&pool, "open", None, None).await;
+    let finished = workflow(&pool, "finished", Some(200), None).await;
+    let removed = Uuid::now_v7();
+    // Old rows: of an open workflow (its retries replay them), of a finished
+    // one still kept (the inspector shows them), of one retention removed,
+    // and of no workflow. Then a recent row of the removed one.
+    for w in [Some(open), Some(finished), Some(removed), None] {
+        ledger_rows(&pool, w, 120).await;
+    }
+    ledger_rows(&pool, Some(removed), 10).await;
+
+    let swept = sweep_ledger_batch(&pool, 90 * DAY, 100)
+        .await
+        .expect("sweep");
+    assert_eq!((swept.llm_calls, swept.tool_calls), (2, 1));
+    assert_eq!((swept.workflows, swept.dead_jobs), (0, 0), "ledgers only");
+    assert_eq!(ledger(&pool, Some(open)).await, (1, 1));
+    assert_eq!(ledger(&pool, Some(finished)).await, (1, 1));
+    assert_eq!(ledger(&pool, Some(removed)).await, (1, 1), "the recent row");
+    assert_eq!(ledger(&pool, None).await, (0, 0));
+
+    // Once retention removes the finished workflow, its old rows go too;
+    // the open one's never do.
+    assert_eq!(
+        sweep_batch(&pool, 30 * DAY, 100)
+            .await
+            .expect("sweep")
+            .workflows,
+        1
+    );
+    let swept = sweep_ledger_batch(&pool, 90 * DAY, 100)
+        .await
+        .expect("sweep");
+    assert_eq!((swept.llm_calls, swept.tool_calls), (1, 1));
+    assert_eq!(ledger(&pool, Some(finished)).await, (0, 0));
+    assert_eq!(ledger(&pool, Some(open)).await, (1, 1));
+}
+
+#[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
+async fn ledger_batches_are_bounded_oldest_first(pool: PgPool) {
+    use floe_engine::retention::sweep_ledger_batch;
+    let gone = Uuid::now_v7();
+    for days in [100, 300, 200] {
+        ledger_rows(&pool, Some(gone), days).await;
+    }
+    let first = sweep_ledger_batch(&pool, 90 * DAY, 2).await.expect("sweep");
+    assert_eq!((first.llm_calls, first.tool_calls), (2, 2));
+    assert!(first.full(2));
+    let left: Vec<i32> = sqlx::query_scalar(
+        "SELECT extract(day FROM now() - created_at)::int FROM floe.llm_calls
+         UNION ALL SELECT extract(day FROM now() - created_at)::int FROM floe.tool_calls",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("left");
+    assert_eq!(left, [100, 100], "the two oldest of each went first");
+    let second = sweep_ledger_batch(&pool, 90 * DAY, 2).await.expect("sweep");
+    assert!(!second.full(2));
+    assert_eq!((second.llm_calls, second.tool_calls), (1, 1));
 }

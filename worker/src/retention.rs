@@ -1,6 +1,7 @@
 //! The retention sweeper: every worker process removes, in small batches,
-//! finished workflows and dead jobs older than the retention period (see
-//! [`floe_engine::retention`]). Several processes sweep side by side without
+//! finished workflows and dead jobs older than the retention period, and
+//! ledger rows (LLM and tool calls) of removed workflows older than the
+//! ledger's period (see [`floe_engine::retention`]). Several processes sweep side by side without
 //! waiting on each other.
 
 use std::time::Duration;
@@ -23,6 +24,17 @@ pub struct RetentionSettings {
     )]
     pub days: f64,
 
+    /// Days to keep the LLM and tool-call ledgers (`floe.llm_calls`,
+    /// `floe.tool_calls`, with prompts, answers and costs); a row goes once
+    /// it is older than this and its workflow has been removed. 0 keeps
+    /// them forever.
+    #[arg(
+        long = "retention-ledger-days",
+        env = "FLOE__RETENTION__LEDGER_DAYS",
+        default_value_t = 90.0
+    )]
+    pub ledger_days: f64,
+
     /// Seconds between sweeps.
     #[arg(
         long = "retention-every",
@@ -44,6 +56,7 @@ impl Default for RetentionSettings {
     fn default() -> Self {
         Self {
             days: 30.0,
+            ledger_days: 90.0,
             every_secs: 60,
             batch: 500,
         }
@@ -53,8 +66,24 @@ impl Default for RetentionSettings {
 impl RetentionSettings {
     /// How long finished work is kept; `None`: forever.
     pub fn keep(&self) -> Option<Duration> {
-        (self.days > 0.0 && self.days.is_finite())
-            .then(|| Duration::from_secs_f64(self.days * 86_400.0))
+        days(self.days)
+    }
+
+    /// How long ledger rows are kept; `None`: forever.
+    pub fn ledger_keep(&self) -> Option<Duration> {
+        days(self.ledger_days)
+    }
+}
+
+/// `n` days; `None` for 0 (or anything not a positive, finite number).
+fn days(n: f64) -> Option<Duration> {
+    (n > 0.0 && n.is_finite()).then(|| Duration::from_secs_f64(n * 86_400.0))
+}
+
+impl RetentionSettings {
+    /// Whether anything is ever removed.
+    fn any(&self) -> bool {
+        self.keep().is_some() || self.ledger_keep().is_some()
     }
 }
 
@@ -65,17 +94,19 @@ const BETWEEN_BATCHES: Duration = Duration::from_millis(50);
 /// Sweeps every `settings.every_secs` until `stop`; does nothing when
 /// retention is off.
 pub async fn run(pool: PgPool, settings: RetentionSettings, mut stop: watch::Receiver<bool>) {
-    let Some(keep) = settings.keep() else {
-        tracing::info!("retention off: finished workflows and dead jobs are kept forever");
+    if !settings.any() {
+        tracing::info!("retention off: finished work and the ledgers are kept forever");
         return;
-    };
+    }
     let every = Duration::from_secs(settings.every_secs.max(1));
     let batch = settings.batch.clamp(1, 100_000);
     loop {
-        match sweep(&pool, keep, batch, &mut stop).await {
+        match sweep(&pool, &settings, batch, &mut stop).await {
             Ok(total) if total != Swept::default() => tracing::info!(
                 workflows = total.workflows,
                 dead_jobs = total.dead_jobs,
+                llm_calls = total.llm_calls,
+                tool_calls = total.tool_calls,
                 "retention removed finished work"
             ),
             Ok(_) => {}
@@ -88,18 +119,24 @@ pub async fn run(pool: PgPool, settings: RetentionSettings, mut stop: watch::Rec
     }
 }
 
-/// One sweep: batches until one comes back short (or `stop`).
+/// One sweep: batches until one comes back short (or `stop`). Workflows go
+/// first, so their ledger rows can go in the same sweep.
 pub async fn sweep(
     pool: &PgPool,
-    keep: Duration,
+    settings: &RetentionSettings,
     batch: i64,
     stop: &mut watch::Receiver<bool>,
 ) -> floe_engine::workflow::store::Result<Swept> {
     let mut total = Swept::default();
     loop {
-        let swept = retention::sweep_batch(pool, keep, batch).await?;
-        total.workflows += swept.workflows;
-        total.dead_jobs += swept.dead_jobs;
+        let mut swept = Swept::default();
+        if let Some(keep) = settings.keep() {
+            swept.add(retention::sweep_batch(pool, keep, batch).await?);
+        }
+        if let Some(keep) = settings.ledger_keep() {
+            swept.add(retention::sweep_ledger_batch(pool, keep, batch).await?);
+        }
+        total.add(swept);
         if !swept.full(batch) || *stop.borrow() {
             return Ok(total);
         }
