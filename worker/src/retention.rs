@@ -1,8 +1,8 @@
 //! The retention sweeper: every worker process removes, in small batches,
 //! finished workflows and dead jobs older than the retention period, and
 //! ledger rows (LLM and tool calls) of removed workflows older than the
-//! ledger's period (see [`floe_engine::retention`]). Several processes sweep side by side without
-//! waiting on each other.
+//! ledger's period (see [`floe_engine::retention`]). Several processes sweep
+//! side by side without waiting on each other.
 
 use std::time::Duration;
 
@@ -73,18 +73,16 @@ impl RetentionSettings {
     pub fn ledger_keep(&self) -> Option<Duration> {
         days(self.ledger_days)
     }
+
+    /// Whether anything is ever removed.
+    fn any(&self) -> bool {
+        self.keep().is_some() || self.ledger_keep().is_some()
+    }
 }
 
 /// `n` days; `None` for 0 (or anything not a positive, finite number).
 fn days(n: f64) -> Option<Duration> {
     (n > 0.0 && n.is_finite()).then(|| Duration::from_secs_f64(n * 86_400.0))
-}
-
-impl RetentionSettings {
-    /// Whether anything is ever removed.
-    fn any(&self) -> bool {
-        self.keep().is_some() || self.ledger_keep().is_some()
-    }
 }
 
 /// Pause between two batches of one sweep, so a large backlog is removed at
