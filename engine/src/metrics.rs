@@ -36,6 +36,9 @@ pub const JOBS_RESCUED: &str = "floe_jobs_rescued_total";
 pub const JOB_WAIT: &str = "floe_job_wait_seconds";
 /// Seconds a job's handler ran, by `queue` and `kind`.
 pub const JOB_RUN: &str = "floe_job_run_seconds";
+/// Seconds one claim took, by `queue` and `from` (`head` of the queue, or
+/// after the claimer's `position`).
+pub const CLAIM_DURATION: &str = "floe_claim_seconds";
 /// Jobs in the table, by `queue` and `state` (refreshed periodically).
 pub const QUEUE_JOBS: &str = "floe_queue_jobs";
 /// Age of the oldest `run_at` per `queue` and `state`, in seconds.
@@ -243,6 +246,10 @@ fn describe() {
             "Seconds from a job's run_at until it was claimed, by queue and kind.",
         ),
         (JOB_RUN, "Seconds a job's handler ran, by queue and kind."),
+        (
+            CLAIM_DURATION,
+            "Seconds one claim took, by queue and where it started (head, or position: after the claimer's last job).",
+        ),
         (
             ACTIVITY_RUN,
             "Seconds one activity attempt ran, by activity.",

@@ -104,8 +104,30 @@ async fn assert_bounded(conn: &mut PgConnection, call: &str, table: &str, what: 
     }
 }
 
+/// BACKLOG available jobs of kind `k`.
+async fn backlog(conn: &mut PgConnection) {
+    sqlx::query(
+        "INSERT INTO floe.jobs (kind, payload, state)
+         SELECT 'k', jsonb_build_object('n', i), 'available' FROM generate_series(1, $1) i",
+    )
+    .bind(BACKLOG)
+    .execute(conn)
+    .await
+    .expect("backlog");
+}
+
 fn claim(kinds: &str) -> String {
     format!("floe.claim_jobs('default', ARRAY[{kinds}], 'w1', {BATCH}, 30000)")
+}
+
+/// A claim of `kinds` that starts after the key (priority, run_at, id) of
+/// job `id`.
+fn claim_after(kinds: &str, id: i64) -> String {
+    format!(
+        "floe.claim_jobs('default', ARRAY[{kinds}], 'w1', {BATCH}, 30000,
+                         (SELECT priority FROM floe.jobs WHERE id = {id}),
+                         (SELECT run_at FROM floe.jobs WHERE id = {id}), {id})"
+    )
 }
 
 #[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
@@ -113,14 +135,7 @@ async fn a_claim_reads_its_batch_not_the_backlog(pool: PgPool) {
     let mut conn = pool.acquire().await.expect("connection");
     let call = claim("'k'");
     empty_and_planned(&mut conn, "floe.jobs", &call).await;
-    sqlx::query(
-        "INSERT INTO floe.jobs (kind, payload, state)
-         SELECT 'k', jsonb_build_object('n', i), 'available' FROM generate_series(1, $1) i",
-    )
-    .bind(BACKLOG)
-    .execute(&mut *conn)
-    .await
-    .expect("backlog");
+    backlog(&mut conn).await;
     assert_bounded(&mut conn, &call, "floe.jobs", "a claim").await;
 
     // The claim takes the head of the queue, in order.
@@ -184,4 +199,126 @@ async fn a_timer_batch_reads_its_batch_not_every_deadline(pool: PgPool) {
         .await
         .expect("inbox");
     assert_eq!(events, BATCH, "one timer event per fired deadline");
+}
+
+/// While a transaction holds an old snapshot, the index entries of every
+/// job claimed since stay at the head of the claim order, and a claim from
+/// the head reads through all of them (W9's stall: docs/BENCHMARKS.md,
+/// "Soak"). A claim that starts after the last job claimed reads its batch
+/// — and still takes, first, jobs of a more urgent priority that arrive
+/// meanwhile. A job left below the position (here: one released with its
+/// old key) waits for the next claim from the head.
+#[sqlx::test(migrator = "floe_engine::db::MIGRATOR")]
+async fn a_claim_after_a_position_skips_what_an_old_snapshot_keeps(pool: PgPool) {
+    const DONE: i64 = 100_000;
+    let mut conn = pool.acquire().await.expect("connection");
+    backlog(&mut conn).await;
+
+    // A session left idle in a transaction, holding its snapshot.
+    let mut idle = pool.acquire().await.expect("idle connection");
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM floe.workflows")
+        .execute(&mut *idle)
+        .await
+        .expect("idle transaction");
+
+    // DONE jobs are claimed meanwhile; the last one is the position.
+    let position: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT max(id) FROM floe.claim_jobs('default', ARRAY['k'], 'w0', {DONE}, 30000)"
+    )))
+    .fetch_one(&mut *conn)
+    .await
+    .expect("claim what is done meanwhile");
+
+    let (taken, read) = measure(&mut conn, &claim("'k'"), "floe.jobs").await;
+    assert_eq!(taken, BATCH);
+    assert!(
+        read > DONE,
+        "from the head, a claim reads what the old snapshot keeps ({read} rows read): \
+         the case the position is for"
+    );
+    let (taken, read) = measure(&mut conn, &claim_after("'k'", position), "floe.jobs").await;
+    assert_eq!(
+        taken, BATCH,
+        "a claim after the position takes a full batch"
+    );
+    assert!(
+        read <= BATCH * READS_PER_ROW,
+        "a claim after the position read {read} rows for {taken} taken with {DONE} claimed \
+         under an old snapshot: it walked what the snapshot keeps"
+    );
+
+    // It takes the next jobs in order.
+    let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT id FROM {}",
+        claim_after("'k'", position)
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .expect("claim after");
+    let mut ids = ids;
+    ids.sort_unstable();
+    let next: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM floe.jobs WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(position)
+            .bind(BATCH)
+            .fetch_all(&mut *conn)
+            .await
+            .expect("next");
+    assert_eq!(ids, next, "the {BATCH} jobs after the position are claimed");
+
+    // More urgent jobs that arrive meanwhile come first, and one released
+    // with its old key (below the position) is left to a claim from the head.
+    let urgent: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO floe.jobs (kind, payload, state, priority)
+         SELECT 'k', '{}', 'available', -1 FROM generate_series(1, 3) RETURNING id",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .expect("urgent jobs");
+    let released: i64 = sqlx::query_scalar(
+        "UPDATE floe.jobs SET state = 'available', lease_owner = NULL, lease_token = NULL,
+                lease_expires_at = NULL
+          WHERE id = (SELECT min(id) FROM floe.jobs) RETURNING id",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .expect("release one");
+    let latest: i64 = sqlx::query_scalar(
+        "SELECT max(id) FROM floe.jobs WHERE priority = 0 AND state = 'running'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .expect("latest claimed");
+    let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT id FROM {}",
+        claim_after("'k'", latest)
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .expect("claim after, with urgent jobs");
+    assert_eq!(ids.len() as i64, BATCH);
+    for id in &urgent {
+        assert!(
+            ids.contains(id),
+            "the more urgent job {id} is claimed after a position"
+        );
+    }
+    assert!(
+        !ids.contains(&released),
+        "a job below the position is left to a claim from the head"
+    );
+    let head: Vec<i64> =
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT id FROM {}", claim("'k'"))))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("claim from the head");
+    assert!(
+        head.contains(&released),
+        "a claim from the head takes the released job"
+    );
+
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut *idle)
+        .await
+        .expect("end idle");
 }

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::cursor::ClaimCursor;
 use crate::handlers::JobError;
 use crate::metrics::QueueMetrics;
 use crate::runtime::{Outcome, Shared, Slots};
@@ -79,6 +80,8 @@ impl PgBackend {
 
 /// Claims while there are free slots; sleeps until woken (NOTIFY, a freed
 /// slot, the fallback poll) when the queue is empty or the slots are full.
+/// Each claim starts where its [`ClaimCursor`] says: at the head of the
+/// queue, or after the last job taken while claims from the head are slow.
 async fn claim_loop(
     shared: Arc<Shared>,
     slots: Arc<Slots>,
@@ -92,6 +95,7 @@ async fn claim_loop(
     let kinds = shared.registry.kinds();
     let mut available = shared.wakers.subscribe_available();
     let mut error_delay = Duration::from_millis(50);
+    let mut cursor = ClaimCursor::new(settings.slow_claim());
     loop {
         if *stop.borrow() {
             return;
@@ -106,18 +110,30 @@ async fn claim_loop(
         }
         available.borrow_and_update();
         let want = free.min(settings.claim_batch).max(1);
-        let claimed = store::claim(
-            &shared.pool,
-            &queue,
-            &kinds,
-            &shared.owner,
-            want as i64,
-            settings.lease(),
-        )
+        let start = cursor.start(Instant::now());
+        let claimed = async {
+            // Timed without the wait for a pooled connection: the cursor
+            // judges what the claim itself costs.
+            let mut conn = shared.pool.acquire().await?;
+            let began = Instant::now();
+            let jobs = store::claim_after(
+                &mut *conn,
+                &queue,
+                &kinds,
+                &shared.owner,
+                want as i64,
+                settings.lease(),
+                start,
+            )
+            .await?;
+            Ok::<_, sqlx::Error>((jobs, began.elapsed()))
+        }
         .await;
         let claimed = match claimed {
-            Ok(c) => {
+            Ok((c, took)) => {
                 error_delay = Duration::from_millis(50);
+                metrics.claim(start.is_none(), took);
+                cursor.claimed(start, &c, took, Instant::now());
                 c
             }
             Err(e) => {

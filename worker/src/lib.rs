@@ -8,6 +8,7 @@
 //! | [`startup`]     | building and running a worker over a pool, until shutdown          |
 //! | [`handlers`]    | what it runs: handlers by job kind, their errors, timeouts, backoff |
 //! | [`backend`]     | floe's queue as an apalis backend: batched claims, acknowledgement |
+//! | [`cursor`]      | where a claim starts: the head of the queue, or after the last job |
 //! | [`runtime`]     | shared state; the batched completer and the lease heartbeat        |
 //! | [`metrics`]     | job and activity metrics; the task refreshing the queue gauges     |
 //! | [`maintenance`] | the scheduler (due jobs, workflow deadlines), the lease rescuer,   |
@@ -26,6 +27,7 @@ pub mod agent_workflows;
 pub mod agents;
 pub mod backend;
 pub mod cli;
+pub mod cursor;
 pub mod handlers;
 pub mod maintenance;
 pub mod metrics;

@@ -53,9 +53,14 @@ impl JobMetrics {
     }
 }
 
-/// The job metrics of one queue, by kind (the kinds this worker claims).
+/// The job metrics of one queue, by kind (the kinds this worker claims),
+/// and its claims' durations by where they started.
 #[derive(Clone, Debug)]
-pub struct QueueMetrics(Arc<HashMap<String, Arc<JobMetrics>>>);
+pub struct QueueMetrics {
+    by_kind: Arc<HashMap<String, Arc<JobMetrics>>>,
+    claim_from_head: Histogram,
+    claim_after_position: Histogram,
+}
 
 impl QueueMetrics {
     /// Handles for every kind in `kinds` on `queue`.
@@ -64,12 +69,28 @@ impl QueueMetrics {
             .iter()
             .map(|kind| (kind.clone(), Arc::new(JobMetrics::new(queue, kind))))
             .collect();
-        Self(Arc::new(by_kind))
+        let claim = |from: &'static str| histogram!(names::CLAIM_DURATION, "queue" => queue.to_owned(), "from" => from);
+        Self {
+            by_kind: Arc::new(by_kind),
+            claim_from_head: claim("head"),
+            claim_after_position: claim("position"),
+        }
     }
 
     /// The handles of `kind`.
     pub fn kind(&self, kind: &str) -> Option<Arc<JobMetrics>> {
-        self.0.get(kind).cloned()
+        self.by_kind.get(kind).cloned()
+    }
+
+    /// Records a claim that took `took`, made from the head of the queue or
+    /// after the claimer's position.
+    pub fn claim(&self, from_head: bool, took: Duration) {
+        let histogram = if from_head {
+            &self.claim_from_head
+        } else {
+            &self.claim_after_position
+        };
+        histogram.record(took.as_secs_f64());
     }
 
     /// Counts claimed jobs and how long each waited since its `run_at`
@@ -77,7 +98,7 @@ impl QueueMetrics {
     pub fn claimed(&self, jobs: &[ClaimedJob]) {
         let now = OffsetDateTime::now_utc();
         for job in jobs {
-            if let Some(m) = self.0.get(&job.kind) {
+            if let Some(m) = self.by_kind.get(&job.kind) {
                 m.claimed.increment(1);
                 m.wait.record((now - job.run_at).as_seconds_f64().max(0.0));
             }

@@ -97,6 +97,18 @@ pub struct WorkerSettings {
     )]
     pub claim_batch: usize,
 
+    /// A claim from the head of the queue slower than this, in
+    /// milliseconds, makes the claimer claim after the last job it took for
+    /// a while (twenty times that claim, 1–60 s), instead of reading again
+    /// the index entries an old snapshot keeps at the head; 0 always does
+    /// between claims from the head (docs/queue.md).
+    #[arg(
+        long = "slow-claim-ms",
+        env = "FLOE__WORKER__SLOW_CLAIM_MS",
+        default_value_t = 25
+    )]
+    pub slow_claim_ms: u64,
+
     /// Lease length in milliseconds: a worker that stops heartbeating loses
     /// its jobs to others this long after its last heartbeat.
     #[arg(
@@ -147,6 +159,7 @@ impl Default for WorkerSettings {
             concurrency: 64,
             prefetch: 64,
             claim_batch: 100,
+            slow_claim_ms: 25,
             lease_ms: 30_000,
             poll_ms: 5_000,
             shutdown_timeout_ms: 30_000,
@@ -165,6 +178,12 @@ impl WorkerSettings {
     /// How often leases are extended: three times per lease.
     pub fn heartbeat(&self) -> Duration {
         self.lease() / 3
+    }
+
+    /// How long a claim from the head may take before claims resume after
+    /// the last job taken ([`crate::cursor`]).
+    pub fn slow_claim(&self) -> Duration {
+        Duration::from_millis(self.slow_claim_ms)
     }
 
     /// The fallback poll interval.

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Testbed, database, eventually};
+use common::{Testbed, database, eventually, free_addr};
 use floe_engine::queue::{NewJob, store as queue_store};
 use floe_engine::testing::{Exposition, http_get, wait_for_status};
 use floe_engine::workflow::store;
@@ -39,11 +39,7 @@ async fn scrape(addr: &str) -> Exposition {
 #[tokio::test]
 async fn a_worker_counts_its_jobs_workflows_activities_and_timers() {
     let (url, pool) = database().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let worker = Testbed::start(
         &url,
         &["--health-listen", &addr, "--metrics-refresh-ms", "100"],

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Testbed, database, eventually, jobs_left, running_jobs, scalar};
+use common::{Testbed, database, eventually, free_addr, jobs_left, running_jobs, scalar};
 use floe_engine::queue::{JobState, NewJob, store};
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -512,4 +512,78 @@ async fn leases_are_extended_while_every_pooled_connection_is_busy() {
     drop(held_elsewhere);
     assert_eq!((expired, rescued), (0, 0), "no lease expired");
     assert_eq!(running_jobs(&pool).await, 3, "all three still leased");
+}
+
+/// A worker for which every claim from the head is slow (`--slow-claim-ms
+/// 0`) claims after the last job it took between claims from the head.
+/// Jobs that land below that position meanwhile — due an hour ago, as a
+/// job released by a stopping worker keeps its old `run_at` — still run, at its next
+/// claim from the head; more urgent ones are taken by the claims after the
+/// position. None is lost, none runs twice.
+#[tokio::test]
+async fn claims_after_the_position_leave_no_job_behind() {
+    use floe_engine::testing::{Exposition, http_get, wait_for_status};
+
+    let (url, pool) = database().await;
+    store::enqueue_many(&pool, &record_jobs(2_000, 10))
+        .await
+        .expect("enqueue");
+    let addr = free_addr();
+    let worker = Testbed::start(
+        &url,
+        &[
+            "--slow-claim-ms",
+            "0",
+            "--concurrency",
+            "8",
+            "--prefetch",
+            "8",
+            "--claim-batch",
+            "16",
+            "--health-listen",
+            &addr,
+        ],
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            scalar(&pool, "SELECT count(*) FROM testbed_runs").await >= 200
+        })
+        .await,
+        "the worker runs the backlog:\n{}",
+        worker.log()
+    );
+    let an_hour_ago = OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let late: Vec<NewJob> = (0..50)
+        .map(|_| NewJob::new("test.record", json!({})).run_at(an_hour_ago))
+        .chain((0..50).map(|_| NewJob::new("test.record", json!({})).priority(-1)))
+        .collect();
+    store::enqueue_many(&pool, &late)
+        .await
+        .expect("enqueue late");
+    assert!(
+        eventually(Duration::from_secs(120), || async {
+            jobs_left(&pool).await == 0
+        })
+        .await,
+        "jobs left: {}\n{}",
+        jobs_left(&pool).await,
+        worker.log()
+    );
+    assert!(
+        scalar(&pool, "SELECT count(*) FROM testbed_runs").await >= 2_100,
+        "every job ran"
+    );
+    assert!(wait_for_status(&addr, "/readyz", 200, Duration::from_secs(10)).await);
+    let metrics = Exposition::parse(&http_get(&addr, "/metrics").await.expect("metrics"))
+        .expect("exposition");
+    let after_position = metrics.sum(
+        "floe_claim_seconds_count",
+        &[("queue", "default"), ("from", "position")],
+    );
+    assert!(
+        after_position > 0.0,
+        "claims after the position were made (and counted)"
+    );
+    worker.stop();
+    assert_each_ran_once(&pool, 2_100).await;
 }

@@ -221,7 +221,28 @@ pub struct ClaimedJob {
     pub trace_id: Option<String>,
 }
 
+/// A job's place in the claim order: most urgent priority (lowest number)
+/// first, then oldest `run_at`, then lowest id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ClaimKey {
+    /// The job's priority.
+    pub priority: i16,
+    /// When it was due.
+    pub run_at: OffsetDateTime,
+    /// Its id.
+    pub id: i64,
+}
+
 impl ClaimedJob {
+    /// Its place in the claim order.
+    pub fn key(&self) -> ClaimKey {
+        ClaimKey {
+            priority: self.priority,
+            run_at: self.run_at,
+            id: self.id,
+        }
+    }
+
     /// The lease this claim holds.
     pub fn lease(&self) -> Lease {
         Lease {

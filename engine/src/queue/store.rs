@@ -18,7 +18,7 @@ use std::time::Duration;
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
 
-use super::{ClaimedJob, Enqueued, JobRecord, JobState, Lease, NewJob};
+use super::{ClaimKey, ClaimedJob, Enqueued, JobRecord, JobState, Lease, NewJob};
 
 /// Begins a transaction in which inserting jobs NOTIFYs nothing: the insert
 /// trigger gathers the wake-ups instead, for [`gathered_wakeups`].
@@ -156,21 +156,43 @@ pub async fn claim(
     limit: i64,
     lease: Duration,
 ) -> sqlx::Result<Vec<ClaimedJob>> {
+    claim_after(db, queue, kinds, owner, limit, lease, None).await
+}
+
+/// [`claim`], from `after` instead of the head of the queue when given: the
+/// jobs of a more urgent priority than `after`'s, then those whose key is
+/// above it, never reading the index entries below it. A job that lands
+/// below the position in its priority (released by a stopping worker with
+/// its `run_at`, enqueued by a transaction that began long before it
+/// committed) is left to the next claim from the head; see `ClaimCursor` in
+/// the worker.
+pub async fn claim_after(
+    db: impl PgExecutor<'_>,
+    queue: &str,
+    kinds: &[String],
+    owner: &str,
+    limit: i64,
+    lease: Duration,
+    after: Option<ClaimKey>,
+) -> sqlx::Result<Vec<ClaimedJob>> {
     // A function, so that its plan is the ordered index scan whatever the
-    // table's statistics say (see the migration that creates it).
+    // table's statistics say (see the migrations that create it).
     let rows = sqlx::query!(
         r#"
         SELECT id AS "id!", queue AS "queue!", kind AS "kind!", payload AS "payload!",
                priority AS "priority!", attempts AS "attempts!", max_attempts AS "max_attempts!",
                lease_token AS "lease_token!", run_at AS "run_at!", created_at AS "created_at!",
                trace_id
-          FROM floe.claim_jobs($1, $2, $3, $4, $5)
+          FROM floe.claim_jobs($1, $2, $3, $4, $5, $6, $7, $8)
         "#,
         queue,
         kinds,
         owner,
         limit,
         millis(lease) as f64,
+        after.map(|k| k.priority),
+        after.map(|k| k.run_at),
+        after.map(|k| k.id),
     )
     .fetch_all(db)
     .await?;
@@ -191,7 +213,7 @@ pub async fn claim(
         })
         .collect();
     // UPDATE ... RETURNING does not keep the picking order.
-    jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
+    jobs.sort_by_key(ClaimedJob::key);
     Ok(jobs)
 }
 

@@ -13,6 +13,15 @@ use nix::unistd::Pid;
 use secrecy::SecretString;
 use sqlx::PgPool;
 
+/// A loopback address with a port free a moment ago, for a worker's
+/// `--health-listen`.
+pub fn free_addr() -> String {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    addr.to_string()
+}
+
 /// A migrated, empty database and a pool on it.
 pub async fn database() -> (SecretString, PgPool) {
     let url = fresh_database().await;
