@@ -6,13 +6,14 @@
 //!   an advance job), sleeping until the earliest of either (woken sooner by
 //!   NOTIFY when a nearer one is set);
 //! * the **rescuer** takes back jobs whose lease expired (their worker died)
-//!   within moments of the expiry;
+//!   within moments of the expiry (within twenty times what its scans cost,
+//!   while an old snapshot makes them slow);
 //! * the **presence** heartbeat keeps this process's row in the worker
 //!   registry (`floe.workers`) fresh, prunes the rows of workers long gone,
 //!   and deletes its own row when the worker stops.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use floe_engine::queue::store;
 use floe_engine::workers;
@@ -27,6 +28,23 @@ const BATCH: i64 = 1000;
 /// Longest sleep of the rescuer, so that an expired lease is noticed within
 /// about a second whatever else happens.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// How many times what its scans took the rescuer waits at least before
+/// scanning again: it spends at most a twentieth of the time scanning.
+const RESCUE_COST_RATIO: u32 = 20;
+
+/// How long the rescuer waits before it scans again: until a little past
+/// the next lease expiry (`next_in`; a little, so that it has surely
+/// passed in the database's clock too), at most [`MAX_SLEEP`] — but at
+/// least twenty times what its scans just took, up to a lease. Both scans
+/// read `jobs_leases` from its low end; while a transaction holds an old
+/// snapshot, every lease since (each job's, and each heartbeat's new
+/// version) stays there, and each scan reads them all: ~40 ms per 500,000
+/// jobs done, every second, in a stall of minutes.
+fn rescue_wait(next_in: Duration, took: Duration, lease: Duration) -> Duration {
+    let prompt = (next_in + Duration::from_millis(5)).min(MAX_SLEEP);
+    prompt.max((took * RESCUE_COST_RATIO).min(lease))
+}
 
 /// How long from now until `at` (zero if past), at most `cap`.
 fn until(at: Option<OffsetDateTime>, cap: Duration) -> Duration {
@@ -99,6 +117,7 @@ async fn next_wake(shared: &Shared) -> anyhow::Result<Option<OffsetDateTime>> {
 /// Runs the rescuer until `stop`.
 pub async fn run_rescuer(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
+        let began = Instant::now();
         let next = match store::rescue_expired(&shared.pool, BATCH).await {
             Ok(rescued) => {
                 if rescued > 0 {
@@ -116,11 +135,13 @@ pub async fn run_rescuer(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 None
             }
         };
-        // A little past the expiry, so that it has surely passed in the
-        // database's clock too.
-        let wait = until(next, MAX_SLEEP) + Duration::from_millis(5);
+        let wait = rescue_wait(
+            until(next, MAX_SLEEP),
+            began.elapsed(),
+            shared.settings.lease(),
+        );
         tokio::select! {
-            _ = tokio::time::sleep(wait.min(MAX_SLEEP)) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
         }
     }
@@ -180,5 +201,30 @@ pub async fn run_presence(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
     }
     if let Err(e) = workers::deregister(&shared.pool, &me.id).await {
         tracing::warn!(error = %e, "cannot deregister from floe.workers; the row ages out");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEASE: Duration = Duration::from_secs(30);
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_rescuer_wakes_just_past_the_next_expiry_at_most_a_second_away() {
+        let quick = Duration::from_micros(200);
+        assert_eq!(rescue_wait(MS * 300, quick, LEASE), MS * 305);
+        assert_eq!(rescue_wait(Duration::ZERO, quick, LEASE), MS * 5);
+        assert_eq!(
+            rescue_wait(Duration::from_secs(20), quick, LEASE),
+            MAX_SLEEP
+        );
+    }
+
+    #[test]
+    fn slow_scans_space_the_rescuer_out_to_twenty_times_their_cost_up_to_a_lease() {
+        assert_eq!(rescue_wait(MS * 300, MS * 80, LEASE), MS * 1_600);
+        assert_eq!(rescue_wait(MS * 300, Duration::from_secs(5), LEASE), LEASE);
     }
 }
