@@ -20,10 +20,11 @@
 //! dropped; one whose subscription lags is sent `resync` and closed; the
 //! client reconnects with its last sequence number and misses nothing.
 //!
-//! What the client sends is bounded before it is buffered ([`MAX_FRAME`],
-//! [`HARD_LIMIT`], fragments included); a frame that breaks the WebSocket
-//! protocol, or a text frame that is not UTF-8, closes the connection with
-//! its code ([`close`]).
+//! What the client sends is bounded ([`MAX_FRAME`], [`HARD_LIMIT`],
+//! fragments included; a frame declaring more than [`FRAME_READ_LIMIT`] is
+//! never buffered); a frame that breaks the WebSocket protocol, or a text
+//! frame that is not UTF-8, closes the connection with its code ([`close`]).
+//! An idle connection keeps a read buffer of [`READ_BUFFER`].
 //!
 //! Replies while the model writes them come with the chat's notifications
 //! (`"kind": "stream"`, the text itself) and go out as `stream` frames,
@@ -62,9 +63,20 @@ use crate::push::{Push, Subscription, Topic};
 /// Largest client frame handled, in bytes: a larger one (up to
 /// [`HARD_LIMIT`]) is answered with an `error` frame.
 pub const MAX_FRAME: usize = 16 * 1024;
-/// Largest client frame read at all: a larger one closes the connection
-/// (code 1009) before it is buffered.
+/// Largest client message read at all, fragments included: a larger one
+/// closes the connection (code 1009). A frame declaring more than
+/// [`FRAME_READ_LIMIT`] is refused from its header, unread.
 pub const HARD_LIMIT: usize = 64 * 1024;
+/// Largest single frame read whole before it is judged. A frame just past
+/// [`HARD_LIMIT`] is read to its end and then refused, so that nothing is
+/// left unread when the server closes: the kernel answers a close with
+/// unread data by a reset, which can overtake the 1009 close frame.
+pub const FRAME_READ_LIMIT: usize = 2 * HARD_LIMIT;
+/// What an idle connection's read buffer keeps, and the most read from the
+/// socket at a time; it grows to a frame's size while reading one.
+/// tungstenite's default, 128 KiB, made an idle connection cost 210 KiB
+/// (W6c in docs/BENCHMARKS.md).
+pub const READ_BUFFER: usize = 4 * 1024;
 /// Frames queued for a client's writer; a client that lets it fill is
 /// dropped.
 pub const QUEUE: usize = 256;
@@ -261,8 +273,9 @@ pub async fn connect(
         return Ok(too_many(max));
     };
     Ok(upgrade
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(HARD_LIMIT)
-        .max_frame_size(HARD_LIMIT)
+        .max_frame_size(FRAME_READ_LIMIT)
         .on_failed_upgrade(
             move |e| tracing::debug!(user_id = %user, error = %e, "websocket upgrade failed"),
         )
