@@ -28,12 +28,9 @@
 //! land below (a job released by a stopping worker, which keeps its
 //! `run_at`; one enqueued with a past `run_at`; a transaction longer than
 //! the slack) wait for the next claim from the head, never longer than
-//! thirty seconds. Two soaks found these bounds: with a single slow claim
-//! as the trigger, one 2.5 s claim with no old snapshot about opened a 50 s
-//! window; with a 100 ms slack, under the idle transaction most of the
-//! producers' rows (their statements slowed down too) landed below the
-//! position, and completion swung between 4,000 and 15,000 jobs/s minute by
-//! minute.
+//! thirty seconds. A soak found the trigger: with a single slow claim, one
+//! 2.5 s claim with no old snapshot about opened a 50 s window of claims
+//! after the position, and most of the producers' rows landed below it.
 
 use std::time::{Duration, Instant};
 
