@@ -120,6 +120,16 @@ fn claim(kinds: &str) -> String {
     format!("floe.claim_jobs('default', ARRAY[{kinds}], 'w1', {BATCH}, 30000)")
 }
 
+/// The ids of the jobs `call` (a claim) takes, in id order.
+async fn taken_ids(conn: &mut PgConnection, call: &str) -> Vec<i64> {
+    let mut ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT id FROM {call}")))
+        .fetch_all(conn)
+        .await
+        .expect("claim");
+    ids.sort_unstable();
+    ids
+}
+
 /// A claim of `kinds` that starts after the key (priority, run_at, id) of
 /// job `id`.
 fn claim_after(kinds: &str, id: i64) -> String {
@@ -139,16 +149,12 @@ async fn a_claim_reads_its_batch_not_the_backlog(pool: PgPool) {
     assert_bounded(&mut conn, &call, "floe.jobs", "a claim").await;
 
     // The claim takes the head of the queue, in order.
-    let mut ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT id FROM {call}")))
-        .fetch_all(&mut *conn)
-        .await
-        .expect("claim");
+    let ids = taken_ids(&mut conn, &call).await;
     let first: Vec<i64> = sqlx::query_scalar("SELECT id FROM floe.jobs ORDER BY id LIMIT $1")
         .bind(BATCH)
         .fetch_all(&mut *conn)
         .await
         .expect("head");
-    ids.sort_unstable();
     assert_eq!(ids, first, "the oldest {BATCH} jobs are claimed");
 }
 
@@ -248,15 +254,7 @@ async fn a_claim_after_a_position_skips_what_an_old_snapshot_keeps(pool: PgPool)
     );
 
     // It takes the next jobs in order.
-    let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT id FROM {}",
-        claim_after("'k'", position)
-    )))
-    .fetch_all(&mut *conn)
-    .await
-    .expect("claim after");
-    let mut ids = ids;
-    ids.sort_unstable();
+    let ids = taken_ids(&mut conn, &claim_after("'k'", position)).await;
     let next: Vec<i64> =
         sqlx::query_scalar("SELECT id FROM floe.jobs WHERE id > $1 ORDER BY id LIMIT $2")
             .bind(position)
@@ -289,13 +287,7 @@ async fn a_claim_after_a_position_skips_what_an_old_snapshot_keeps(pool: PgPool)
     .fetch_one(&mut *conn)
     .await
     .expect("latest claimed");
-    let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT id FROM {}",
-        claim_after("'k'", latest)
-    )))
-    .fetch_all(&mut *conn)
-    .await
-    .expect("claim after, with urgent jobs");
+    let ids = taken_ids(&mut conn, &claim_after("'k'", latest)).await;
     assert_eq!(ids.len() as i64, BATCH);
     for id in &urgent {
         assert!(
@@ -307,11 +299,7 @@ async fn a_claim_after_a_position_skips_what_an_old_snapshot_keeps(pool: PgPool)
         !ids.contains(&released),
         "a job below the position is left to a claim from the head"
     );
-    let head: Vec<i64> =
-        sqlx::query_scalar(AssertSqlSafe(format!("SELECT id FROM {}", claim("'k'"))))
-            .fetch_all(&mut *conn)
-            .await
-            .expect("claim from the head");
+    let head = taken_ids(&mut conn, &claim("'k'")).await;
     assert!(
         head.contains(&released),
         "a claim from the head takes the released job"

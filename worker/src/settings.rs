@@ -100,8 +100,8 @@ pub struct WorkerSettings {
     /// Three claims in a row from the head of the queue slower than this,
     /// in milliseconds, make the claimer claim after the last job it took
     /// for a while (twenty times the last of them, 1–30 s), instead of reading
-    /// again the index entries an old snapshot keeps at the head; 0 always
-    /// does, between claims from the head (docs/queue.md).
+    /// again the index entries an old snapshot keeps at the head; 0 counts
+    /// every claim from the head as slow (docs/queue.md).
     #[arg(
         long = "slow-claim-ms",
         env = "FLOE__WORKER__SLOW_CLAIM_MS",

@@ -517,9 +517,10 @@ async fn leases_are_extended_while_every_pooled_connection_is_busy() {
 /// A worker for which every claim from the head is slow (`--slow-claim-ms
 /// 0`) claims after the last job it took between claims from the head.
 /// Jobs that land below that position meanwhile — due an hour ago, as a
-/// job released by a stopping worker keeps its old `run_at` — still run, at its next
-/// claim from the head; more urgent ones are taken by the claims after the
-/// position. None is lost, none runs twice.
+/// job released by a stopping worker keeps its old `run_at` — still run, at
+/// its next claim from the head, and so do more urgent ones added
+/// meanwhile. None is lost, none runs twice. (That the claim after a
+/// position takes more urgent jobs first is `engine/tests/plans.rs`.)
 #[tokio::test]
 async fn claims_after_the_position_leave_no_job_behind() {
     use floe_engine::testing::{Exposition, http_get, wait_for_status};
